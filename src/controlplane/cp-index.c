@@ -1,0 +1,332 @@
+/* The typed in-memory index over ECS documents in the store: per-cluster task
+ * and container-instance maps and the counters DescribeClusters and
+ * DescribeContainerInstances report. It is maintained only from store
+ * watches, so it stays true whatever path modified the store. */
+#include <string.h>
+
+#include "basic/alloc.h"
+#include "basic/log.h"
+#include "basic/strutil.h"
+#include "cp-internal.h"
+
+typedef struct key_parts {
+    char scope[128]; /* acct/region */
+    char kind[16];
+    char cluster[256];
+    char id[256];
+} key_parts;
+
+static int parse_key(const char *key, key_parts *kp)
+{
+    /* ecs/ACCT/REGION/KIND/REST */
+    memset(kp, 0, sizeof(*kp));
+    const char *p = startswith(key, "ecs/");
+    if (!p)
+        return -1;
+    const char *s1 = strchr(p, '/');
+    if (!s1)
+        return -1;
+    const char *s2 = strchr(s1 + 1, '/');
+    if (!s2 || (size_t) (s2 - p) >= sizeof(kp->scope))
+        return -1;
+    memcpy(kp->scope, p, (size_t) (s2 - p));
+    const char *s3 = strchr(s2 + 1, '/');
+    if (!s3 || (size_t) (s3 - s2 - 1) >= sizeof(kp->kind))
+        return -1;
+    memcpy(kp->kind, s2 + 1, (size_t) (s3 - s2 - 1));
+    const char *rest = s3 + 1;
+    const char *s4 = strchr(rest, '/');
+    if (!s4) {
+        if (strlen(rest) >= sizeof(kp->cluster))
+            return -1;
+        strcpy(kp->cluster, rest);
+        return 0;
+    }
+    if ((size_t) (s4 - rest) >= sizeof(kp->cluster) || strlen(s4 + 1) >= sizeof(kp->id))
+        return -1;
+    memcpy(kp->cluster, rest, (size_t) (s4 - rest));
+    strcpy(kp->id, s4 + 1);
+    return 0;
+}
+
+static cp_cluster_idx *cluster_idx(cp *c, const char *scope, const char *cluster, bool create)
+{
+    char k[512];
+    snprintf(k, sizeof(k), "%s/%s", scope, cluster);
+    cp_cluster_idx *ci = sk_hmap_get(&c->clusters, k);
+    if (ci || !create)
+        return ci;
+    ci = xcalloc(1, sizeof(*ci));
+    ci->scope_cluster = xstrdup(k);
+    ci->tasks = sk_omap_new();
+    ci->instances = sk_omap_new();
+    sk_hmap_put(&c->clusters, ci->scope_cluster, ci);
+    return ci;
+}
+
+cp_cluster_idx *cp_cluster_idx_get(cp *c, const aws_ctx *ctx, const char *cluster, bool create)
+{
+    char scope[128];
+    snprintf(scope, sizeof(scope), "%s/%s", ctx->account, ctx->region);
+    return cluster_idx(c, scope, cluster, create);
+}
+
+static void task_info_free(cp_task_info *t)
+{
+    if (!t)
+        return;
+    free(t->key);
+    free(t->id);
+    free(t->arn);
+    free(t->family);
+    free(t->td_arn);
+    free(t->instance_id);
+    free(t->started_by);
+    free(t->group);
+    free(t->service_name);
+    free(t->launch_type);
+    free(t);
+}
+
+static void instance_info_free(cp_instance_info *i)
+{
+    if (!i)
+        return;
+    free(i->key);
+    free(i->id);
+    free(i->arn);
+    free(i->status);
+    free(i->ec2_instance_id);
+    json_decref(i->doc);
+    free(i);
+}
+
+static bool is_pending(cp_task_status s)
+{
+    return s == CP_TS_PROVISIONING || s == CP_TS_PENDING || s == CP_TS_ACTIVATING;
+}
+
+static bool is_running(cp_task_status s)
+{
+    return s == CP_TS_RUNNING || s == CP_TS_DEACTIVATING || s == CP_TS_STOPPING ||
+           s == CP_TS_DEPROVISIONING;
+}
+
+static void task_count(cp_cluster_idx *cl, cp_task_info *t, int delta)
+{
+    if (is_pending(t->last))
+        cl->pending_tasks += (unsigned) delta;
+    else if (is_running(t->last))
+        cl->running_tasks += (unsigned) delta;
+    if (delta > 0) {
+        t->counted_on_instance = false;
+        if (t->instance_id) {
+            cp_instance_info *in = sk_omap_get(cl->instances, t->instance_id);
+            if (in) {
+                if (is_pending(t->last))
+                    in->pending_tasks++;
+                else if (is_running(t->last))
+                    in->running_tasks++;
+                t->counted_on_instance = true;
+            }
+        }
+    } else if (t->counted_on_instance && t->instance_id) {
+        cp_instance_info *in = sk_omap_get(cl->instances, t->instance_id);
+        if (in) {
+            if (is_pending(t->last) && in->pending_tasks)
+                in->pending_tasks--;
+            else if (is_running(t->last) && in->running_tasks)
+                in->running_tasks--;
+        }
+        t->counted_on_instance = false;
+    }
+}
+
+static char *dup_or_null(const char *s)
+{
+    return s ? xstrdup(s) : NULL;
+}
+
+static void on_task(cp *c, const key_parts *kp, const store_kv *old, const store_kv *new)
+{
+    cp_cluster_idx *cl = cluster_idx(c, kp->scope, kp->cluster, true);
+    cp_task_info *prev = sk_omap_remove(cl->tasks, kp->id);
+    if (prev) {
+        task_count(cl, prev, -1);
+        task_info_free(prev);
+    }
+    if (!new)
+        return;
+    json_t *doc = json_loadb(new->value, new->len, 0, NULL);
+    if (!doc)
+        return;
+    cp_task_info *t = xcalloc(1, sizeof(*t));
+    t->key = xstrdup(new->key);
+    t->id = xstrdup(kp->id);
+    t->arn = dup_or_null(js_str(doc, "taskArn"));
+    t->td_arn = dup_or_null(js_str(doc, "taskDefinitionArn"));
+    json_t *internal = js_obj(doc, "_skiff");
+    t->family = dup_or_null(js_str(internal, "family"));
+    t->instance_id = dup_or_null(js_str(internal, "instanceId"));
+    t->started_by = dup_or_null(js_str(doc, "startedBy"));
+    t->group = dup_or_null(js_str(doc, "group"));
+    const char *g = t->group ? startswith(t->group, "service:") : NULL;
+    t->service_name = dup_or_null(g);
+    t->launch_type = dup_or_null(js_str(doc, "launchType"));
+    t->desired = cp_task_status_from(js_str(doc, "desiredStatus"));
+    t->last = cp_task_status_from(js_str(doc, "lastStatus"));
+    t->created_at = (usec_t) (json_number_value(json_object_get(doc, "createdAt")) * 1e6);
+    t->stopped_at = (usec_t) (json_number_value(json_object_get(doc, "stoppedAt")) * 1e6);
+    t->cluster = cl;
+    json_decref(doc);
+    sk_omap_put(cl->tasks, kp->id, t);
+    task_count(cl, t, +1);
+}
+
+static bool instance_registered(const char *status)
+{
+    return status && (streq(status, "ACTIVE") || streq(status, "DRAINING"));
+}
+
+static void on_instance(cp *c, const key_parts *kp, const store_kv *old, const store_kv *new)
+{
+    cp_cluster_idx *cl = cluster_idx(c, kp->scope, kp->cluster, true);
+    cp_instance_info *prev = sk_omap_remove(cl->instances, kp->id);
+    unsigned running = 0, pending = 0;
+    usec_t last_seen = 0;
+    if (prev) {
+        if (instance_registered(prev->status) && !prev->managed)
+            cl->registered_instances--;
+        running = prev->running_tasks;
+        pending = prev->pending_tasks;
+        last_seen = prev->last_seen;
+        instance_info_free(prev);
+    }
+    if (!new)
+        return;
+    json_t *doc = json_loadb(new->value, new->len, 0, NULL);
+    if (!doc)
+        return;
+    cp_instance_info *in = xcalloc(1, sizeof(*in));
+    in->key = xstrdup(new->key);
+    in->id = xstrdup(kp->id);
+    in->arn = dup_or_null(js_str(doc, "containerInstanceArn"));
+    in->status = xstrdup(js_str_or(doc, "status", "ACTIVE"));
+    in->ec2_instance_id = dup_or_null(js_str(doc, "ec2InstanceId"));
+    in->managed = js_bool(js_obj(doc, "_skiff"), "managed", false);
+    in->running_tasks = running;
+    in->pending_tasks = pending;
+    in->last_seen = last_seen;
+    in->doc = doc;
+    in->cluster = cl;
+    sk_omap_put(cl->instances, kp->id, in);
+    if (instance_registered(in->status) && !in->managed)
+        cl->registered_instances++;
+}
+
+static void on_service(cp *c, const key_parts *kp, const store_kv *old, const store_kv *new)
+{
+    cp_cluster_idx *cl = cluster_idx(c, kp->scope, kp->cluster, true);
+    if (old) {
+        json_t *d = json_loadb(old->value, old->len, 0, NULL);
+        const char *st = js_str(d, "status");
+        if (st && streq(st, "ACTIVE"))
+            cl->active_services--;
+        else if (st && streq(st, "DRAINING"))
+            cl->draining_services--;
+        json_decref(d);
+    }
+    if (new) {
+        json_t *d = json_loadb(new->value, new->len, 0, NULL);
+        const char *st = js_str(d, "status");
+        if (st && streq(st, "ACTIVE"))
+            cl->active_services++;
+        else if (st && streq(st, "DRAINING"))
+            cl->draining_services++;
+        json_decref(d);
+    }
+}
+
+static void on_change(void *userdata, const store_kv *old, const store_kv *new)
+{
+    cp *c = userdata;
+    const char *key = new ? new->key : old->key;
+    key_parts kp;
+    if (parse_key(key, &kp) < 0)
+        return;
+    if (streq(kp.kind, "task") && kp.id[0])
+        on_task(c, &kp, old, new);
+    else if (streq(kp.kind, "ci") && kp.id[0])
+        on_instance(c, &kp, old, new);
+    else if (streq(kp.kind, "svc") && kp.id[0])
+        on_service(c, &kp, old, new);
+}
+
+static bool load_one(const store_kv *kv, void *userdata)
+{
+    on_change(userdata, NULL, kv);
+    return true;
+}
+
+void cp_index_init(cp *c)
+{
+    sk_hmap_init(&c->clusters);
+    store_range(c->st, "ecs/", NULL, load_one, c);
+    store_watch(c->st, "ecs/", on_change, c);
+}
+
+static void free_task_v(void *p)
+{
+    task_info_free(p);
+}
+
+static void free_instance_v(void *p)
+{
+    instance_info_free(p);
+}
+
+void cp_index_done(cp *c)
+{
+    size_t it = 0;
+    void *v;
+    while (sk_hmap_next(&c->clusters, &it, NULL, &v)) {
+        cp_cluster_idx *cl = v;
+        sk_omap_free(cl->tasks, free_task_v);
+        sk_omap_free(cl->instances, free_instance_v);
+        free(cl->scope_cluster);
+        free(cl);
+    }
+    sk_hmap_done(&c->clusters);
+}
+
+cp_task_info *cp_task_find(cp *c, const aws_ctx *ctx, const char *cluster, const char *id)
+{
+    cp_cluster_idx *cl = cp_cluster_idx_get(c, ctx, cluster, false);
+    return cl ? sk_omap_get(cl->tasks, id) : NULL;
+}
+
+cp_instance_info *cp_instance_find(cp *c, const aws_ctx *ctx, const char *cluster, const char *id)
+{
+    cp_cluster_idx *cl = cp_cluster_idx_get(c, ctx, cluster, false);
+    return cl ? sk_omap_get(cl->instances, id) : NULL;
+}
+
+bool cp_instance_connected(cp *c, const cp_instance_info *ci)
+{
+    if (!ci->last_seen)
+        return false;
+    return now_monotonic() - ci->last_seen < (usec_t) c->cfg.agent_timeout_sec * USEC_PER_SEC;
+}
+
+void cp_instance_touch(cp *c, const char *account, const char *region, const char *cluster,
+                       const char *instance_id)
+{
+    char scope[128];
+    snprintf(scope, sizeof(scope), "%s/%s", account, region);
+    cp_cluster_idx *cl = cluster_idx(c, scope, cluster, false);
+    if (!cl)
+        return;
+    cp_instance_info *in = sk_omap_get(cl->instances, instance_id);
+    if (in)
+        in->last_seen = now_monotonic();
+}

@@ -1,0 +1,227 @@
+/* Internal to src/controlplane: shared helpers, the typed in-memory index,
+ * and the handler declarations. */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "basic/hmap.h"
+#include "basic/omap.h"
+#include "basic/timeutil.h"
+#include "basic/vec.h"
+#include "cp.h"
+#include "shared/jsonutil.h"
+
+#define CP_MAX_TASKS_PER_RUN 10
+#define CP_MAX_TAGS          50
+
+/* Task status, in lifecycle order. */
+typedef enum cp_task_status {
+    CP_TS_PROVISIONING,
+    CP_TS_PENDING,
+    CP_TS_ACTIVATING,
+    CP_TS_RUNNING,
+    CP_TS_DEACTIVATING,
+    CP_TS_STOPPING,
+    CP_TS_DEPROVISIONING,
+    CP_TS_STOPPED,
+    CP_TS_DELETED,
+    _CP_TS_MAX,
+    _CP_TS_INVALID = -1,
+} cp_task_status;
+
+const char *cp_task_status_name(cp_task_status s);
+cp_task_status cp_task_status_from(const char *s);
+
+typedef struct cp_cluster_idx cp_cluster_idx;
+typedef struct cp_instance_info cp_instance_info;
+
+/* Typed view of a task document, maintained from store watches. */
+typedef struct cp_task_info {
+    char *key;
+    char *id;
+    char *arn;
+    char *family;
+    char *td_arn;
+    char *instance_id; /* NULL when not placed */
+    char *started_by;
+    char *group;
+    char *service_name; /* from group "service:NAME" */
+    char *launch_type;
+    cp_task_status desired;
+    cp_task_status last;
+    usec_t created_at;
+    usec_t stopped_at;
+    bool counted_on_instance; /* contributes to the instance's task counts */
+    cp_cluster_idx *cluster;
+} cp_task_info;
+
+/* Typed view of a container instance document. */
+struct cp_instance_info {
+    char *key;
+    char *id;
+    char *arn;
+    char *status; /* ACTIVE, DRAINING, INACTIVE, REGISTERING, ... */
+    char *ec2_instance_id;
+    bool managed;     /* Fargate capacity: hidden from ListContainerInstances */
+    usec_t last_seen; /* monotonic; 0 = never since start */
+    unsigned running_tasks;
+    unsigned pending_tasks;
+    json_t *doc; /* parsed document (borrowed view for placement and filters) */
+    cp_cluster_idx *cluster;
+};
+
+/* Per-cluster index and counters. */
+struct cp_cluster_idx {
+    char *scope_cluster; /* "acct/region/name" */
+    sk_omap *tasks;      /* id -> cp_task_info* */
+    sk_omap *instances;  /* id -> cp_instance_info* */
+    unsigned running_tasks;
+    unsigned pending_tasks;
+    unsigned active_services;
+    unsigned draining_services;
+    unsigned registered_instances; /* ACTIVE or DRAINING */
+};
+
+struct cp {
+    ev_loop *loop;
+    store *st;
+    cp_config cfg;
+    char *account_id;
+    char *region;
+    char *endpoint_url;
+    uint8_t token_key[32];
+    sk_hmap clusters; /* "acct/region/name" -> cp_cluster_idx* (owned keys inside) */
+    ev_timer *gc_timer;
+    aws_service_def ecs_def;
+    aws_service_def sts_def;
+};
+
+/* --- keys and ARNs (cp.c) --- */
+
+/* "ecs/<acct>/<region>/<kind>/" followed by the formatted suffix. */
+char *cp_key(const aws_ctx *ctx, const char *kind, const char *fmt, ...) _printf_(3, 4);
+/* "arn:aws:ecs:<region>:<acct>:<formatted resource>" */
+char *cp_arn(const aws_ctx *ctx, const char *fmt, ...) _printf_(2, 3);
+char *cp_principal_arn(const aws_ctx *ctx);
+
+typedef struct cp_arn_parts {
+    char service[32];
+    char region[64];
+    char account[16];
+    char type[64];   /* "cluster", "task", ... */
+    char rest[1024]; /* after "type/" */
+} cp_arn_parts;
+int cp_arn_parse(const char *arn, cp_arn_parts *ret);
+
+bool cp_name_valid(const char *s, size_t max); /* [A-Za-z0-9_-]{1,max} */
+
+/* Resolves a cluster name or ARN (NULL/"" → "default"). Requires the cluster
+ * to exist and, with require_active, to be ACTIVE. */
+int cp_cluster_get(cp *c, const aws_ctx *ctx, const char *name_or_arn, bool require_active,
+                   char **ret_name, json_t **ret_doc, sk_err *err);
+char *cp_cluster_name_from(const char *name_or_arn);
+cp_cluster_idx *cp_cluster_idx_get(cp *c, const aws_ctx *ctx, const char *cluster, bool create);
+
+/* Opaque pagination tokens: an HMAC-protected position. */
+char *cp_token_make(cp *c, const char *position);
+int cp_token_parse(cp *c, const char *token, char **ret_position, sk_err *err);
+/* maxResults with AWS's bounds; -1 when absent (caller picks the default). */
+int cp_max_results(const json_t *in, int def, int max, int *ret, sk_err *err);
+
+int cp_tags_validate(const json_t *tags, sk_err *err);
+/* Merge tags (list of {key,value}) into dst list, replacing same keys. */
+void cp_tags_merge(json_t *dst, const json_t *add);
+
+/* Strips internal members and adds nothing else. */
+json_t *cp_public(const json_t *doc);
+
+/* Failure entry for batch calls. */
+json_t *cp_failure(const char *arn, const char *reason, const char *detail);
+
+/* --- index (cp-index.c) --- */
+void cp_index_init(cp *c);
+void cp_index_done(cp *c);
+cp_task_info *cp_task_find(cp *c, const aws_ctx *ctx, const char *cluster, const char *id);
+cp_instance_info *cp_instance_find(cp *c, const aws_ctx *ctx, const char *cluster, const char *id);
+bool cp_instance_connected(cp *c, const cp_instance_info *ci);
+
+/* --- handlers --- */
+#define CP_HANDLER(name) void cp_##name(aws_call *call)
+CP_HANDLER(create_cluster);
+CP_HANDLER(delete_cluster);
+CP_HANDLER(describe_clusters);
+CP_HANDLER(list_clusters);
+CP_HANDLER(update_cluster);
+CP_HANDLER(update_cluster_settings);
+CP_HANDLER(put_cluster_capacity_providers);
+CP_HANDLER(create_capacity_provider);
+CP_HANDLER(delete_capacity_provider);
+CP_HANDLER(describe_capacity_providers);
+CP_HANDLER(update_capacity_provider);
+CP_HANDLER(register_task_definition);
+CP_HANDLER(describe_task_definition);
+CP_HANDLER(list_task_definitions);
+CP_HANDLER(list_task_definition_families);
+CP_HANDLER(deregister_task_definition);
+CP_HANDLER(delete_task_definitions);
+CP_HANDLER(register_container_instance);
+CP_HANDLER(deregister_container_instance);
+CP_HANDLER(describe_container_instances);
+CP_HANDLER(list_container_instances);
+CP_HANDLER(update_container_instances_state);
+CP_HANDLER(put_attributes);
+CP_HANDLER(delete_attributes);
+CP_HANDLER(list_attributes);
+CP_HANDLER(run_task);
+CP_HANDLER(start_task);
+CP_HANDLER(stop_task);
+CP_HANDLER(describe_tasks);
+CP_HANDLER(list_tasks);
+CP_HANDLER(get_task_protection);
+CP_HANDLER(update_task_protection);
+CP_HANDLER(discover_poll_endpoint);
+CP_HANDLER(submit_task_state_change);
+CP_HANDLER(submit_container_state_change);
+CP_HANDLER(submit_attachment_state_changes);
+CP_HANDLER(tag_resource);
+CP_HANDLER(untag_resource);
+CP_HANDLER(list_tags_for_resource);
+CP_HANDLER(put_account_setting);
+CP_HANDLER(put_account_setting_default);
+CP_HANDLER(delete_account_setting);
+CP_HANDLER(list_account_settings);
+CP_HANDLER(sts_get_caller_identity);
+
+/* Convenience: the cp behind a call. */
+static inline cp *cp_of(aws_call *call)
+{
+    return aws_call_userdata(call);
+}
+
+/* Reply helpers that also free the error. */
+void cp_fail(aws_call *call, sk_err *err);
+int cp_err_cluster_not_found(sk_err *err);
+int cp_err_invalid(sk_err *err, const char *fmt, ...) _printf_(2, 3);
+int cp_err_client(sk_err *err, const char *fmt, ...) _printf_(2, 3);
+
+/* Periodic maintenance (expiring stopped tasks, finishing deletions). */
+void cp_gc_run(cp *c);
+/* Task definition lookups shared with tasks and services. */
+int cp_taskdef_resolve(cp *c, const aws_ctx *ctx, const char *ref, bool require_active,
+                       json_t **ret_td, sk_err *err);
+/* Container-instance helpers (cp-instance.c). */
+bool cp_attribute_builtin(const char *name);
+json_t *cp_resource_find(json_t *resources, const char *name);
+json_t *cp_instance_view(cp *c, cp_instance_info *in, const json_t *doc, bool tags);
+/* Instance id from an id or ARN; NULL when malformed or of another cluster. */
+char *cp_instance_id_from(const char *ref, const char *cluster);
+/* Marks every live task of an instance for stopping (force_stopped: STOPPED at once). */
+void cp_tasks_stop_on_instance(cp *c, const aws_ctx *ctx, const char *cluster, const char *id,
+                               const char *reason, bool force_stopped);
+void cp_taskdef_gc(cp *c);
+
+/* Releases the resources a task reserved on its container instance. */
+void cp_task_release_resources(cp *c, const aws_ctx *ctx, store_txn *t, const json_t *task,
+                               const char *cluster);
