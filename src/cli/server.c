@@ -177,6 +177,7 @@ int skiff_server_main(int argc, char **argv)
     aws_router *router = aws_router_new(cp_key_lookup, st);
     aws_router_add_service(router, cp_ecs_service(c));
     aws_router_add_service(router, cp_sts_service(c));
+    cp_attach_router(c, router);
     http_server_config hc = { .listen = o.listen };
     http_server *hs = NULL;
     if (http_server_new(loop, &hc, aws_router_route, router, &hs, &err) < 0) {

@@ -152,6 +152,8 @@ static void on_task(cp *c, const key_parts *kp, const store_kv *old, const store
     cp_cluster_idx *cl = cluster_idx(c, kp->scope, kp->cluster, true);
     cp_task_info *prev = sk_omap_remove(cl->tasks, kp->id);
     if (prev) {
+        if (prev->instance_id)
+            cp_acs_instance_changed(c, kp->scope, kp->cluster, prev->instance_id);
         task_count(cl, prev, -1);
         task_info_free(prev);
     }
@@ -181,6 +183,8 @@ static void on_task(cp *c, const key_parts *kp, const store_kv *old, const store
     json_decref(doc);
     sk_omap_put(cl->tasks, kp->id, t);
     task_count(cl, t, +1);
+    if (t->instance_id)
+        cp_acs_instance_changed(c, kp->scope, kp->cluster, t->instance_id);
 }
 
 static bool instance_registered(const char *status)
@@ -191,6 +195,7 @@ static bool instance_registered(const char *status)
 static void on_instance(cp *c, const key_parts *kp, const store_kv *old, const store_kv *new)
 {
     cp_cluster_idx *cl = cluster_idx(c, kp->scope, kp->cluster, true);
+    cp_acs_instance_changed(c, kp->scope, kp->cluster, kp->id);
     cp_instance_info *prev = sk_omap_remove(cl->instances, kp->id);
     unsigned running = 0, pending = 0;
     usec_t last_seen = 0;

@@ -96,6 +96,9 @@ struct cp {
     ev_timer *gc_timer;
     aws_service_def ecs_def;
     aws_service_def sts_def;
+    aws_router *router;
+    sk_hmap acs_slots; /* "acct/region/cluster/instance" -> acs slot (cp-acs.c) */
+    sk_vec acs_dirty;  /* slots to answer at the end of the iteration */
 };
 
 /* --- keys and ARNs (cp.c) --- */
@@ -205,6 +208,13 @@ void cp_fail(aws_call *call, sk_err *err);
 int cp_err_cluster_not_found(sk_err *err);
 int cp_err_invalid(sk_err *err, const char *fmt, ...) _printf_(2, 3);
 int cp_err_client(sk_err *err, const char *fmt, ...) _printf_(2, 3);
+
+/* --- agent channel (cp-acs.c) --- */
+void cp_acs_init(cp *c);
+void cp_acs_done(cp *c);
+/* Marks an instance changed (scope "acct/region"): its long polls are
+ * answered at the end of the current loop iteration. */
+void cp_acs_instance_changed(cp *c, const char *scope, const char *cluster, const char *id);
 
 /* Periodic maintenance (expiring stopped tasks, finishing deletions). */
 void cp_gc_run(cp *c);

@@ -379,6 +379,7 @@ int cp_new(ev_loop *loop, store *st, const cp_config *cfg, cp **ret, sk_err *err
             return -1;
         }
     }
+    cp_acs_init(c);
     cp_index_init(c);
     c->ecs_def = (aws_service_def){
         .model = &model_ecs,
@@ -414,6 +415,7 @@ void cp_free(cp *c)
         return;
     ev_timer_free(c->gc_timer);
     cp_index_done(c);
+    cp_acs_done(c);
     free(c->account_id);
     free(c->region);
     free(c->endpoint_url);

@@ -25,6 +25,8 @@ int cp_new(ev_loop *loop, store *st, const cp_config *cfg, cp **ret, sk_err *err
 void cp_free(cp *c);
 const aws_service_def *cp_ecs_service(cp *c);
 const aws_service_def *cp_sts_service(cp *c);
+/* Serves the agent channel (/acs/) on the router; call once after creating it. */
+void cp_attach_router(cp *c, aws_router *router);
 
 /* Records that the agent of a container instance was heard from (poll,
  * heartbeat, state change). */
