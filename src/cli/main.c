@@ -1,6 +1,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "agent/agent.h"
 #include "basic/log.h"
 #include "cli.h"
 #include "config.h"
@@ -11,6 +12,7 @@ static void usage(FILE *f)
                "\n"
                "commands:\n"
                "  server    run the control plane (ECS API) with the embedded store\n"
+               "  agent     run a node agent that runs tasks as containers\n"
                "  version   print the version\n"
                "\n"
                "Run 'skiff <command> --help' for a command's options.\n");
@@ -32,6 +34,14 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "server") == 0) {
         sk_log_setup("skiff-server", level);
         return skiff_server_main(argc - 1, argv + 1);
+    }
+    if (strcmp(cmd, "agent") == 0) {
+        sk_log_setup("skiff-agent", level);
+        return agent_main(argc - 1, argv + 1);
+    }
+    if (strcmp(cmd, "image-pull") == 0) {
+        sk_log_setup("skiff-image-pull", level);
+        return agent_image_pull_main(argc - 1, argv + 1);
     }
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("skiff %s\n", SKIFF_VERSION);

@@ -3,12 +3,15 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "basic/alloc.h"
@@ -17,6 +20,8 @@
 #include "basic/strutil.h"
 #include "cli.h"
 #include "controlplane/cp.h"
+#include "logs/logs.h"
+#include "runtime/proc.h"
 #include "shared/aws.h"
 #include "shared/event.h"
 #include "shared/http.h"
@@ -69,15 +74,142 @@ static bool account_ok(const char *s)
     return true;
 }
 
+/* The embedded node agent: a child process speaking the same signed API as a
+ * remote agent, restarted with backoff if it exits. */
+typedef struct embedded_agent {
+    ev_loop *loop;
+    char *exe;
+    char *url;
+    char *data;
+    char *region;
+    char *access_key;
+    char *secret;
+    pid_t pid;
+    int pidfd;
+    ev_io *io;
+    ev_timer *restart;
+    unsigned backoff;
+    usec_t started;
+    bool stopping;
+} embedded_agent;
+
+static void agent_spawn(embedded_agent *ea);
+
+static void on_agent_exit(ev_io *io, int fd, uint32_t events, void *userdata)
+{
+    embedded_agent *ea = userdata;
+    int status = 0;
+    rt_proc_reap(ea->pid, &status);
+    ev_io_remove(ea->io);
+    ea->io = NULL;
+    close(ea->pidfd);
+    ea->pidfd = -1;
+    ea->pid = 0;
+    if (ea->stopping)
+        return;
+    if (now_monotonic() - ea->started > 60 * USEC_PER_SEC)
+        ea->backoff = 0;
+    ea->backoff = ea->backoff ? MIN(ea->backoff * 2, 30u) : 1;
+    log_warn("embedded agent exited with status %d; restarting in %us", status, ea->backoff);
+    ev_timer_arm_in(ea->restart, (usec_t) ea->backoff * USEC_PER_SEC);
+}
+
+static void on_agent_restart(ev_timer *t, void *userdata)
+{
+    agent_spawn(userdata);
+}
+
+static void agent_spawn(embedded_agent *ea)
+{
+    extern char **environ;
+    size_t n = 0;
+    while (environ[n])
+        n++;
+    char **envp = xcalloc(n + 8, sizeof(char *));
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!startswith(environ[i], "AWS_ACCESS_KEY_ID=") &&
+            !startswith(environ[i], "AWS_SECRET_ACCESS_KEY=") &&
+            !startswith(environ[i], "AWS_SESSION_TOKEN=") &&
+            !startswith(environ[i], "AWS_PROFILE="))
+            envp[k++] = environ[i];
+    char *e1 = xasprintf("AWS_ACCESS_KEY_ID=%s", ea->access_key);
+    char *e2 = xasprintf("AWS_SECRET_ACCESS_KEY=%s", ea->secret);
+    char *e3 = xasprintf("AWS_DEFAULT_REGION=%s", ea->region);
+    envp[k++] = e1;
+    envp[k++] = e2;
+    envp[k++] = e3;
+    if (!getenv("SKIFF_CAPACITY"))
+        envp[k++] = (char *) "SKIFF_CAPACITY=EC2,FARGATE";
+    envp[k] = NULL;
+    char *argv[] = { ea->exe,
+                     (char *) "agent",
+                     (char *) "--server",
+                     ea->url,
+                     (char *) "--cluster",
+                     (char *) "default",
+                     (char *) "--data",
+                     ea->data,
+                     NULL };
+    sk_err err = { 0 };
+    int r = rt_proc_spawn(argv, envp, STDERR_FILENO, STDERR_FILENO, &ea->pid, &ea->pidfd, &err);
+    explicit_bzero(e2, strlen(e2));
+    free(e1);
+    free(e2);
+    free(e3);
+    free(envp);
+    if (r < 0) {
+        log_error("start embedded agent: %s", sk_err_msg(&err));
+        sk_err_done(&err);
+        ev_timer_arm_in(ea->restart, 5 * USEC_PER_SEC);
+        return;
+    }
+    ea->started = now_monotonic();
+    ea->io = ev_io_add(ea->loop, ea->pidfd, EPOLLIN, on_agent_exit, ea);
+}
+
+static void agent_stop(embedded_agent *ea)
+{
+    ea->stopping = true;
+    ev_timer_free(ea->restart);
+    ea->restart = NULL;
+    if (ea->pid > 0) {
+        kill(ea->pid, SIGTERM);
+        struct pollfd pfd = { .fd = ea->pidfd, .events = POLLIN };
+        if (poll(&pfd, 1, 10000) <= 0)
+            kill(ea->pid, SIGKILL);
+        rt_proc_reap(ea->pid, NULL);
+        ea->pid = 0;
+    }
+    ev_io_remove(ea->io);
+    if (ea->pidfd >= 0)
+        close(ea->pidfd);
+    free(ea->exe);
+    free(ea->url);
+    free(ea->data);
+    free(ea->region);
+    free(ea->access_key);
+    if (ea->secret)
+        explicit_bzero(ea->secret, strlen(ea->secret));
+    free(ea->secret);
+}
+
 static void on_term(ev_loop *loop, int signo, void *userdata)
 {
     log_info("signal %d: shutting down", signo);
     ev_loop_quit(loop, 0);
 }
 
+typedef struct server_hold {
+    store *st;
+    logs_service *logs;
+} server_hold;
+
+/* Responses wait until every write of the iteration is durable. */
 static bool hold_responses(void *userdata)
 {
-    return store_dirty(userdata);
+    server_hold *h = userdata;
+    return store_dirty(h->st) || (h->logs && logs_dirty(h->logs));
 }
 
 int skiff_server_main(int argc, char **argv)
@@ -163,6 +295,14 @@ int skiff_server_main(int argc, char **argv)
     }
     ev_loop *loop = ev_loop_new();
     store_attach(st, loop); /* before the HTTP server: commit precedes releasing responses */
+    logs_service *logs = NULL;
+    if (logs_new(loop, data, &logs, &err) < 0) {
+        log_error("logs: %s", sk_err_msg(&err));
+        sk_err_done(&err);
+        ev_loop_free(loop);
+        store_close(st);
+        return 1;
+    }
     _cleanup_free_ char *advertise =
             o.advertise ? xstrdup(o.advertise) : xasprintf("http://%s", o.listen);
     cp_config cc = { .account_id = o.account_id, .region = o.region, .endpoint_url = advertise };
@@ -170,6 +310,7 @@ int skiff_server_main(int argc, char **argv)
     if (cp_new(loop, st, &cc, &c, &err) < 0) {
         log_error("control plane: %s", sk_err_msg(&err));
         sk_err_done(&err);
+        logs_free(logs);
         ev_loop_free(loop);
         store_close(st);
         return 1;
@@ -177,6 +318,7 @@ int skiff_server_main(int argc, char **argv)
     aws_router *router = aws_router_new(cp_key_lookup, st);
     aws_router_add_service(router, cp_ecs_service(c));
     aws_router_add_service(router, cp_sts_service(c));
+    aws_router_add_service(router, logs_service_def(logs));
     cp_attach_router(c, router);
     http_server_config hc = { .listen = o.listen };
     http_server *hs = NULL;
@@ -185,20 +327,41 @@ int skiff_server_main(int argc, char **argv)
         sk_err_done(&err);
         aws_router_free(router);
         cp_free(c);
+        logs_free(logs);
         ev_loop_free(loop);
         store_close(st);
         return 1;
     }
-    http_server_set_hold(hs, hold_responses, st);
+    server_hold hold = { st, logs };
+    http_server_set_hold(hs, hold_responses, &hold);
     ev_signal_add(loop, SIGTERM, on_term, NULL);
     ev_signal_add(loop, SIGINT, on_term, NULL);
     aws_router_set_ready(router, true);
     log_info("skiff server listening on %s (data %s, account %s, region %s)", o.listen, data,
              o.account_id, o.region);
     log_info("credentials: %s", credpath);
-    if (!o.no_agent)
-        log_info("embedded agent: not available in this build");
+    embedded_agent ea = { .loop = loop, .pidfd = -1 };
+    if (!o.no_agent) {
+        ea.exe = realpath("/proc/self/exe", NULL);
+        const char *host = o.listen;
+        _cleanup_free_ char *local = NULL;
+        if (startswith(o.listen, "0.0.0.0:")) {
+            local = xasprintf("127.0.0.1:%s", o.listen + 8);
+            host = local;
+        }
+        ea.url = xasprintf("http://%s", host);
+        ea.data = path_join(data, "agent");
+        ea.region = xstrdup(o.region);
+        ea.restart = ev_timer_new(loop, on_agent_restart, &ea);
+        if (cp_root_credentials(st, &ea.access_key, &ea.secret, &err) < 0) {
+            log_error("embedded agent: %s", sk_err_msg(&err));
+            sk_err_done(&err);
+        } else
+            agent_spawn(&ea);
+    }
     int rc = ev_loop_run(loop);
+    if (!o.no_agent)
+        agent_stop(&ea);
     aws_router_set_ready(router, false);
     http_server_free(hs);
     if (store_flush(st, &err) < 0) {
@@ -206,8 +369,14 @@ int skiff_server_main(int argc, char **argv)
         sk_err_done(&err);
         rc = 1;
     }
+    if (logs_flush(logs, &err) < 0) {
+        log_error("final logs flush: %s", sk_err_msg(&err));
+        sk_err_done(&err);
+        rc = 1;
+    }
     aws_router_free(router);
     cp_free(c);
+    logs_free(logs);
     ev_loop_free(loop);
     store_close(st);
     log_info("stopped");

@@ -23,8 +23,8 @@
 #include "basic/strutil.h"
 #include "cp-internal.h"
 
-#define ACS_BODY_CAP   (256 * 1024)
-#define ACS_MAX_HAVE   4096
+#define ACS_BODY_CAP     (256 * 1024)
+#define ACS_MAX_HAVE     4096
 #define ACS_DEFAULT_WAIT 20
 
 typedef struct acs_slot {
@@ -100,7 +100,8 @@ static json_t *build_answer(cp *c, const aws_ctx *ctx, const char *cluster, cons
         if (!js_array_has_str(have, t->arn)) {
             json_t *td = NULL;
             sk_err err = { 0 };
-            if (cp_taskdef_resolve(c, ctx, js_str_or(doc, "taskDefinitionArn", ""), false, &td, &err) < 0) {
+            if (cp_taskdef_resolve(c, ctx, js_str_or(doc, "taskDefinitionArn", ""), false, &td,
+                                   &err) < 0) {
                 sk_err_done(&err);
                 json_decref(e);
                 continue;
@@ -108,7 +109,8 @@ static json_t *build_answer(cp *c, const aws_ctx *ctx, const char *cluster, cons
             json_t *pub = cp_public(doc);
             json_t *internal = js_obj(doc, "_skiff");
             if (js_obj(internal, "networkConfiguration"))
-                js_set(pub, "networkConfiguration", json_deep_copy(js_obj(internal, "networkConfiguration")));
+                js_set(pub, "networkConfiguration",
+                       json_deep_copy(js_obj(internal, "networkConfiguration")));
             js_set(e, "task", pub);
             js_set(e, "taskDefinition", td);
         }
@@ -226,16 +228,19 @@ static void on_complete(http_req *req)
         return fail(req, "SerializationException", "Malformed JSON request body.", rid);
     _cleanup_free_ char *cluster = NULL;
     if (cp_cluster_get(c, &ctx, js_str(in, "cluster"), false, &cluster, NULL, &err) < 0) {
-        aws_http_error(req, 400, err.type ? err.type : "ClusterNotFoundException", sk_err_msg(&err), rid);
+        aws_http_error(req, 400, err.type ? err.type : "ClusterNotFoundException", sk_err_msg(&err),
+                       rid);
         sk_err_done(&err);
         return;
     }
     _cleanup_free_ char *id = cp_instance_id_from(js_str(in, "containerInstance"), cluster);
     cp_instance_info *inst = id ? cp_instance_find(c, &ctx, cluster, id) : NULL;
     if (!inst)
-        return fail(req, "InvalidParameterException", "The referenced container instance was not found.", rid);
+        return fail(req, "InvalidParameterException",
+                    "The referenced container instance was not found.", rid);
     if (streq(inst->status, "INACTIVE"))
-        return fail(req, "InactiveInstanceException", "The container instance has been deregistered.", rid);
+        return fail(req, "InactiveInstanceException",
+                    "The container instance has been deregistered.", rid);
     json_t *have = js_arr(in, "have");
     if (json_array_size(have) > ACS_MAX_HAVE)
         return fail(req, "InvalidParameterException", "Too many entries in 'have'.", rid);

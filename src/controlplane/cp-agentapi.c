@@ -173,9 +173,25 @@ static int submit_changes(cp *c, const aws_ctx *ctx, const json_t *in, const jso
             if (aarn && aid && (streq(aarn, aid) || endswith(aarn, aid))) {
                 if (js_str(ch, "status"))
                     js_set_str(a, "status", js_str(ch, "status"));
-                json_t *details = js_arr(ch, "details");
-                if (details)
-                    json_array_extend(js_ensure_arr(a, "details"), details);
+                /* Details merge by name (the agent reports the ENI's addresses). */
+                json_t *cur = js_ensure_arr(a, "details");
+                size_t k;
+                json_t *d;
+                json_array_foreach(js_arr(ch, "details"), k, d) {
+                    const char *dn = js_str(d, "name");
+                    bool found = false;
+                    size_t m;
+                    json_t *e;
+                    json_array_foreach(cur, m, e) {
+                        if (dn && streq_ptr(js_str(e, "name"), dn)) {
+                            js_set(e, "value", json_incref(json_object_get(d, "value")));
+                            found = true;
+                        }
+                    }
+                    if (dn && !found)
+                        json_array_append_new(cur, json_pack("{s:s, s:O}", "name", dn, "value",
+                                                             json_object_get(d, "value")));
+                }
             }
         }
     }

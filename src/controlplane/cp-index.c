@@ -219,6 +219,8 @@ static void on_instance(cp *c, const key_parts *kp, const store_kv *old, const s
     in->status = xstrdup(js_str_or(doc, "status", "ACTIVE"));
     in->ec2_instance_id = dup_or_null(js_str(doc, "ec2InstanceId"));
     in->managed = js_bool(js_obj(doc, "_skiff"), "managed", false);
+    in->fargate_ok = js_bool(js_obj(doc, "_skiff"), "fargate", in->managed);
+    in->ec2_ok = !in->managed;
     in->running_tasks = running;
     in->pending_tasks = pending;
     in->last_seen = last_seen;

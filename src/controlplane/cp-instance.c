@@ -340,13 +340,19 @@ CP_HANDLER(register_container_instance)
     js_ensure_arr(doc, "attachments");
     js_set_int(doc, "version", js_int(doc, "version", 0) + 1);
     json_t *internal = js_ensure_obj(doc, "_skiff");
-    bool managed = false;
+    /* skiff.capacity: "EC2" (default), "FARGATE" (managed capacity, hidden from
+     * ListContainerInstances) or both ("EC2,FARGATE", a single-node setup). */
+    bool cap_ec2 = true, cap_fargate = false;
     json_array_foreach(attrs_in, i, a) {
-        if (streq_ptr(js_str(a, "name"), "skiff.capacity") &&
-            streq_ptr(js_str(a, "value"), "FARGATE"))
-            managed = true;
+        if (!streq_ptr(js_str(a, "name"), "skiff.capacity"))
+            continue;
+        const char *v = js_str_or(a, "value", "");
+        cap_fargate = strstr(v, "FARGATE") != NULL;
+        cap_ec2 = strstr(v, "EC2") != NULL || !cap_fargate;
     }
+    bool managed = cap_fargate && !cap_ec2;
     js_set_bool(internal, "managed", managed);
+    js_set_bool(internal, "fargate", cap_fargate);
     if (managed)
         js_set_str(doc, "capacityProviderName", "FARGATE");
     _cleanup_free_ char *key = cp_key(ctx, "ci", "%s/%s", cluster, id);

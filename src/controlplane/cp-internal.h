@@ -64,7 +64,9 @@ struct cp_instance_info {
     char *arn;
     char *status; /* ACTIVE, DRAINING, INACTIVE, REGISTERING, ... */
     char *ec2_instance_id;
-    bool managed;     /* Fargate capacity: hidden from ListContainerInstances */
+    bool managed;     /* only Fargate capacity: hidden from ListContainerInstances */
+    bool fargate_ok;  /* may run FARGATE tasks (skiff.capacity lists FARGATE) */
+    bool ec2_ok;      /* may run EC2/EXTERNAL tasks */
     usec_t last_seen; /* monotonic; 0 = never since start */
     unsigned running_tasks;
     unsigned pending_tasks;

@@ -416,7 +416,7 @@ static void place(cp *c, const aws_ctx *ctx, const char *cluster, const json_t *
                         listed = true;
                 if (!listed)
                     continue;
-            } else if (in->managed != fargate || streq(in->status, "INACTIVE"))
+            } else if ((fargate ? !in->fargate_ok : !in->ec2_ok) || streq(in->status, "INACTIVE"))
                 continue;
             json_t *doc = json_object_get(docs, in->id);
             if (!doc) {
@@ -579,7 +579,7 @@ static void run_or_start(aws_call *call, bool start)
         for (sk_omap_node *n = cl ? sk_omap_seek(cl->instances, NULL) : NULL; n;
              n = sk_omap_next(n)) {
             cp_instance_info *ci = sk_omap_node_value(n);
-            if (ci->managed == fargate && !streq(ci->status, "INACTIVE"))
+            if ((fargate ? ci->fargate_ok : ci->ec2_ok) && !streq(ci->status, "INACTIVE"))
                 any = true;
         }
         if (!any && !fargate) {

@@ -41,6 +41,8 @@ void cp_instance_touch(cp *c, const char *account, const char *region, const cha
  * shared-credentials format. */
 int cp_credentials_init(store *st, const char *account_id, const char *region,
                         const char *cred_path, sk_err *err);
+/* The root key pair (malloc'd copies). */
+int cp_root_credentials(store *st, char **ret_access_key, char **ret_secret, sk_err *err);
 /* aws_key_lookup_fn over the store (userdata: store*). */
 int cp_key_lookup(void *userdata, const char *access_key, const char **ret_secret,
                   const char **ret_account);

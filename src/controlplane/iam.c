@@ -117,3 +117,19 @@ int cp_key_lookup(void *userdata, const char *access_key, const char **ret_secre
     *ret_account = account;
     return 0;
 }
+
+int cp_root_credentials(store *st, char **ret_access_key, char **ret_secret, sk_err *err)
+{
+    _cleanup_json_ json_t *r = store_get_json(st, "iam/root");
+    const char *akid = js_str(r, "accessKeyId");
+    if (!akid)
+        return sk_err_set(err, SK_E_NOT_FOUND, "no root credentials in the store");
+    _cleanup_free_ char *kk = xasprintf("iam/keys/%s", akid);
+    _cleanup_json_ json_t *k = store_get_json(st, kk);
+    const char *secret = js_str(k, "secretAccessKey");
+    if (!secret)
+        return sk_err_set(err, SK_E_NOT_FOUND, "root key %s is missing from the store", akid);
+    *ret_access_key = xstrdup(akid);
+    *ret_secret = xstrdup(secret);
+    return 0;
+}

@@ -124,6 +124,11 @@ void aws_http_error(http_req *req, unsigned status, const char *type, const char
                     const char *request_id)
 {
     json_t *o = json_pack("{s:s, s:s}", "__type", type, "message", message ? message : "");
+    if (!o) /* not valid UTF-8: never echo it */
+        o = json_pack("{s:s, s:s}", "__type", type, "message",
+                      "The request could not be processed.");
+    if (!o)
+        o = json_pack("{s:s, s:s}", "__type", "ServerException", "message", "");
     size_t len;
     char *body = aws_json_dump(o, &len);
     json_decref(o);

@@ -90,8 +90,11 @@ static void describe_value(sk_buf *b, const json_t *v)
 {
     if (json_is_string(v)) {
         const char *s = json_string_value(v);
-        size_t n = strlen(s);
-        sk_buf_printf(b, "'%.*s%s'", (int) MIN(n, (size_t) 64), s, n > 64 ? "..." : "");
+        size_t n = strlen(s), cut = MIN(n, (size_t) 64);
+        /* Never split a UTF-8 sequence: the message must stay valid JSON text. */
+        while (cut < n && cut > 0 && ((unsigned char) s[cut] & 0xC0) == 0x80)
+            cut--;
+        sk_buf_printf(b, "'%.*s%s'", (int) cut, s, n > cut ? "..." : "");
     } else if (json_is_integer(v))
         sk_buf_printf(b, "'%lld'", (long long) json_integer_value(v));
     else if (json_is_null(v) || !v)
