@@ -644,9 +644,12 @@ static void container_stopped(agent_container *c, int exit_code, bool has_exit, 
     }
     if (reason && !c->reason)
         c->reason = xstrdup(reason);
-    if (was_started && has_exit && exit_code == 137 && rt_cgroup_oom_killed(t->cgroup) &&
-        !c->reason)
-        c->reason = xstrdup("OutOfMemoryError: Container killed due to memory usage");
+    if (was_started && has_exit && exit_code == 137 && !c->reason) {
+        /* The kill is counted where the limit was hit: the container's or the task's cgroup. */
+        _cleanup_free_ char *ccg = xasprintf("%s/%s", t->cgroup, c->runtime_id);
+        if (rt_cgroup_oom_killed(ccg) || rt_cgroup_oom_killed(t->cgroup))
+            c->reason = xstrdup("OutOfMemoryError: Container killed due to memory usage");
+    }
     if (c->monitor_io) {
         ev_io_remove(c->monitor_io);
         c->monitor_io = NULL;

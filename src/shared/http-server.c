@@ -25,6 +25,7 @@ typedef struct kv {
 
 struct http_req {
     http_server *srv;
+    http_req *prev, *next; /* all live requests of the server */
     struct MHD_Connection *conn;
     char *raw_uri;
     char *path;
@@ -67,6 +68,7 @@ struct http_server {
     sk_vec held; /* http_req* waiting for the hold predicate */
     unsigned port;
     bool in_callback;
+    http_req *reqs; /* live requests */
 };
 
 static void kv_free_all(kv *a, size_t n)
@@ -81,6 +83,12 @@ static void req_free(http_req *r)
 {
     if (!r)
         return;
+    if (r->prev)
+        r->prev->next = r->next;
+    else if (r->srv->reqs == r)
+        r->srv->reqs = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
     if (r->ops && r->ops->on_free)
         r->ops->on_free(r);
     kv_free_all(r->headers, r->nheaders);
@@ -130,6 +138,10 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     r->body_cap = HTTP_DEFAULT_BODY_CAP;
     r->content_length = UINT64_MAX;
     sk_buf_init(&r->body, 0);
+    r->next = s->reqs;
+    if (s->reqs)
+        s->reqs->prev = r;
+    s->reqs = r;
     return r;
 }
 
@@ -429,9 +441,12 @@ void http_server_free(http_server *s)
         return;
     ev_io_remove(s->io);
     ev_timer_free(s->timer);
-    /* Release anything still held so MHD can finish and free the requests. */
-    for (size_t i = 0; i < s->held.len; i++) {
-        http_req *r = s->held.items[i];
+    /* MHD cannot stop with suspended connections: answer whatever still waits
+     * (long polls) and release held responses, then let MHD send them. */
+    s->must_hold = NULL;
+    for (http_req *r = s->reqs; r; r = r->next) {
+        if (!r->responded && r->suspended)
+            http_req_respond(r, 503, "text/plain", "shutting down\n", 14);
         r->held = false;
         if (r->suspended) {
             r->suspended = false;
@@ -439,6 +454,8 @@ void http_server_free(http_server *s)
         }
     }
     sk_vec_done(&s->held, NULL);
+    for (int i = 0; i < 10; i++)
+        MHD_run(s->d);
     MHD_stop_daemon(s->d);
     free(s);
 }
