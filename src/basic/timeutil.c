@@ -59,6 +59,11 @@ static int tm_to_time(int y, int mo, int d, int h, int mi, int sec, time_t *ret)
     time_t t = timegm(&tm);
     if (t == (time_t) -1)
         return -EINVAL;
+    /* Reject what timegm normalised (Feb 31, second 60, ...). */
+    struct tm back;
+    if (!gmtime_r(&t, &back) || back.tm_year != y - 1900 || back.tm_mon != mo - 1 ||
+        back.tm_mday != d || back.tm_hour != h || back.tm_min != mi || back.tm_sec != sec)
+        return -EINVAL;
     *ret = t;
     return 0;
 }

@@ -88,10 +88,59 @@ static void task_info_free(cp_task_info *t)
     free(t);
 }
 
+static void group_count_free(void *p)
+{
+    cp_group_count *g = p;
+    free(g->group);
+    free(g);
+}
+
+unsigned cp_instance_group_count(const cp_instance_info *in, const char *group)
+{
+    if (!group)
+        return 0;
+    for (size_t i = 0; i < in->groups.len; i++) {
+        cp_group_count *g = in->groups.items[i];
+        if (streq(g->group, group))
+            return g->n;
+    }
+    return 0;
+}
+
+static void group_add(cp_instance_info *in, const char *group, int delta)
+{
+    if (!group)
+        return;
+    for (size_t i = 0; i < in->groups.len; i++) {
+        cp_group_count *g = in->groups.items[i];
+        if (streq(g->group, group)) {
+            if (delta < 0 && g->n > 0)
+                g->n--;
+            else if (delta > 0)
+                g->n++;
+            if (g->n == 0) {
+                group_count_free(g);
+                sk_vec_remove_at(&in->groups, i);
+            }
+            return;
+        }
+    }
+    if (delta > 0) {
+        cp_group_count *g = xcalloc(1, sizeof(*g));
+        g->group = xstrdup(group);
+        g->n = 1;
+        sk_vec_push(&in->groups, g);
+    }
+}
+
 static void instance_info_free(cp_instance_info *i)
 {
     if (!i)
         return;
+    free(i->ports);
+    free(i->ports_udp);
+    free(i->attrs);
+    sk_vec_done(&i->groups, group_count_free);
     free(i->key);
     free(i->id);
     free(i->arn);
@@ -127,6 +176,8 @@ static void task_count(cp_cluster_idx *cl, cp_task_info *t, int delta)
                     in->pending_tasks++;
                 else if (is_running(t->last))
                     in->running_tasks++;
+                if (t->last != CP_TS_STOPPED)
+                    group_add(in, t->group, +1);
                 t->counted_on_instance = true;
             }
         }
@@ -137,6 +188,8 @@ static void task_count(cp_cluster_idx *cl, cp_task_info *t, int delta)
                 in->pending_tasks--;
             else if (is_running(t->last) && in->running_tasks)
                 in->running_tasks--;
+            if (t->last != CP_TS_STOPPED)
+                group_add(in, t->group, -1);
         }
         t->counted_on_instance = false;
     }
@@ -199,19 +252,26 @@ static void on_instance(cp *c, const key_parts *kp, const store_kv *old, const s
     cp_instance_info *prev = sk_omap_remove(cl->instances, kp->id);
     unsigned running = 0, pending = 0;
     usec_t last_seen = 0;
+    sk_vec groups = { 0 };
     if (prev) {
         if (instance_registered(prev->status) && !prev->managed)
             cl->registered_instances--;
         running = prev->running_tasks;
         pending = prev->pending_tasks;
         last_seen = prev->last_seen;
+        groups = prev->groups;
+        prev->groups = (sk_vec){ 0 };
         instance_info_free(prev);
     }
-    if (!new)
+    if (!new) {
+        sk_vec_done(&groups, group_count_free);
         return;
+    }
     json_t *doc = json_loadb(new->value, new->len, 0, NULL);
-    if (!doc)
+    if (!doc) {
+        sk_vec_done(&groups, group_count_free);
         return;
+    }
     cp_instance_info *in = xcalloc(1, sizeof(*in));
     in->key = xstrdup(new->key);
     in->id = xstrdup(kp->id);
@@ -224,8 +284,42 @@ static void on_instance(cp *c, const key_parts *kp, const store_kv *old, const s
     in->running_tasks = running;
     in->pending_tasks = pending;
     in->last_seen = last_seen;
+    in->groups = groups;
     in->doc = doc;
     in->cluster = cl;
+    json_t *rem = js_arr(doc, "remainingResources");
+    in->remaining_cpu = js_int(cp_resource_find(rem, "CPU"), "integerValue", 0);
+    in->remaining_memory = js_int(cp_resource_find(rem, "MEMORY"), "integerValue", 0);
+    const char *pn[2] = { "PORTS", "PORTS_UDP" };
+    for (int k = 0; k < 2; k++) {
+        json_t *set = js_arr(cp_resource_find(rem, pn[k]), "stringSetValue");
+        size_t np = json_array_size(set), m = 0;
+        uint16_t *arr = xcalloc(np ? np : 1, sizeof(uint16_t));
+        size_t j;
+        json_t *e;
+        json_array_foreach(set, j, e) {
+            uint32_t v;
+            if (json_is_string(e) && parse_u32(json_string_value(e), &v) == 0 && v <= 65535)
+                arr[m++] = (uint16_t) v;
+        }
+        if (k == 0) {
+            in->ports = arr;
+            in->nports = m;
+        } else {
+            in->ports_udp = arr;
+            in->nports_udp = m;
+        }
+    }
+    json_t *attrs = js_arr(doc, "attributes");
+    in->attrs = xcalloc(json_array_size(attrs) + 1, sizeof(sched_attr));
+    size_t j;
+    json_t *a;
+    json_array_foreach(attrs, j, a) {
+        if (!js_str(a, "name"))
+            continue;
+        in->attrs[in->nattrs++] = (sched_attr){ js_str(a, "name"), js_str(a, "value") };
+    }
+    in->registered_at = (usec_t) (json_number_value(json_object_get(doc, "registeredAt")) * 1e6);
     sk_omap_put(cl->instances, kp->id, in);
     if (instance_registered(in->status) && !in->managed)
         cl->registered_instances++;

@@ -11,6 +11,7 @@
 #include "basic/timeutil.h"
 #include "basic/vec.h"
 #include "cp.h"
+#include "scheduler/placement.h"
 #include "shared/jsonutil.h"
 
 #define CP_MAX_TASKS_PER_RUN 10
@@ -72,7 +73,22 @@ struct cp_instance_info {
     unsigned pending_tasks;
     json_t *doc; /* parsed document (borrowed view for placement and filters) */
     cp_cluster_idx *cluster;
+    /* Cached for the placement engine (parsed from doc on every change). */
+    int64_t remaining_cpu, remaining_memory;
+    uint16_t *ports, *ports_udp;
+    size_t nports, nports_udp;
+    sched_attr *attrs; /* names/values point into doc */
+    size_t nattrs;
+    usec_t registered_at;
+    sk_vec groups; /* cp_group_count*: live tasks per task group */
 };
+
+typedef struct cp_group_count {
+    char *group;
+    unsigned n;
+} cp_group_count;
+
+unsigned cp_instance_group_count(const cp_instance_info *in, const char *group);
 
 /* Per-cluster index and counters. */
 struct cp_cluster_idx {

@@ -7,6 +7,7 @@
 #include "basic/rand.h"
 #include "basic/strutil.h"
 #include "cp-internal.h"
+#include "cp-place.h"
 #include "cp-task.h"
 
 static char *task_id_from(const char *ref, const char *cluster)
@@ -395,74 +396,47 @@ static int resolve_launch(const json_t *in, const json_t *cluster_doc, const jso
     return 0;
 }
 
-/* Default placement until the placement engine: first fit in instance-id order. */
+/* Places count tasks with the placement engine and stages the task documents
+ * and the instances' updated remainingResources in txn. */
 static void place(cp *c, const aws_ctx *ctx, const char *cluster, const json_t *td,
-                  const cp_task_params *p, const cp_task_req *req, int count, const sk_vec *only,
-                  json_t *tasks, json_t *failures, store_txn *txn)
+                  const cp_task_params *p, const cp_task_req *req, const cp_place_spec *spec,
+                  int count, const sk_vec *only, json_t *tasks, json_t *failures, store_txn *txn)
 {
     cp_cluster_idx *cl = cp_cluster_idx_get(c, ctx, cluster, false);
     bool fargate = p->launch_type && streq(p->launch_type, "FARGATE");
-    json_t *docs = json_object(); /* instance id -> working copy of remainingResources owner doc */
-    json_t *failed = json_object();
-    for (int k = 0; k < count; k++) {
-        cp_instance_info *chosen = NULL;
-        for (sk_omap_node *n = cl ? sk_omap_seek(cl->instances, NULL) : NULL; n;
-             n = sk_omap_next(n)) {
-            cp_instance_info *in = sk_omap_node_value(n);
-            if (only) {
-                bool listed = false;
-                for (size_t j = 0; j < only->len; j++)
-                    if (streq(only->items[j], in->id))
-                        listed = true;
-                if (!listed)
-                    continue;
-            } else if ((fargate ? !in->fargate_ok : !in->ec2_ok) || streq(in->status, "INACTIVE"))
-                continue;
-            json_t *doc = json_object_get(docs, in->id);
-            if (!doc) {
-                doc = json_deep_copy(in->doc);
-                json_object_set_new(docs, in->id, doc);
-            }
-            const char *why = cp_instance_fit(c, in, js_arr(doc, "remainingResources"), td, req);
-            if (why) {
-                json_object_set_new(failed, in->arn ? in->arn : in->id, json_string(why));
-                continue;
-            }
-            chosen = in;
-            break;
+    char group[300];
+    if (p->group)
+        snprintf(group, sizeof(group), "%s", p->group);
+    else
+        snprintf(group, sizeof(group), "family:%s", js_str_or(td, "family", ""));
+    cp_instance_info **chosen =
+            xcalloc((size_t) (count > 0 ? count : 1), sizeof(cp_instance_info *));
+    unsigned placed =
+            cp_place(c, cl, spec, req, group, fargate, only, (unsigned) count, chosen, failures);
+    json_t *docs = json_object(); /* instance id -> working copy of its document */
+    for (unsigned k = 0; k < placed; k++) {
+        cp_instance_info *in = chosen[k];
+        json_t *doc = json_object_get(docs, in->id);
+        if (!doc) {
+            doc = json_deep_copy(in->doc);
+            json_object_set_new(docs, in->id, doc);
         }
-        if (!chosen)
-            break;
-        json_t *doc = json_object_get(docs, chosen->id);
         cp_resources_reserve(js_arr(doc, "remainingResources"), req, +1);
         js_set_int(doc, "version", js_int(doc, "version", 0) + 1);
-        json_t *t = cp_task_build(c, ctx, cluster, td, p, chosen, req);
+        json_t *t = cp_task_build(c, ctx, cluster, td, p, in, req);
         const char *tarn = js_str(t, "taskArn");
         _cleanup_free_ char *tkey = cp_key(ctx, "task", "%s/%s", cluster, strrchr(tarn, '/') + 1);
         store_txn_put_json(txn, tkey, t);
         json_array_append_new(tasks, t);
-        json_object_del(failed, chosen->arn ? chosen->arn : chosen->id);
     }
     const char *id;
     json_t *doc;
     json_object_foreach(docs, id, doc) {
         _cleanup_free_ char *key = cp_key(ctx, "ci", "%s/%s", cluster, id);
-        cp_instance_info *in = cp_instance_find(c, ctx, cluster, id);
-        if (in && !json_equal(doc, in->doc))
-            store_txn_put_json(txn, key, doc);
+        store_txn_put_json(txn, key, doc);
     }
-    if ((int) json_array_size(tasks) < count) {
-        const char *arn;
-        json_t *why;
-        json_object_foreach(failed, arn, why)
-            json_array_append_new(failures, cp_failure(arn, json_string_value(why), NULL));
-        if (json_object_size(failed) == 0 && fargate)
-            json_array_append_new(failures,
-                                  cp_failure(NULL, "RESOURCE:FARGATE",
-                                             "No Fargate capacity is registered in this cluster."));
-    }
-    json_decref(failed);
     json_decref(docs);
+    free(chosen);
 }
 
 static json_t *task_view(const json_t *doc, bool tags)
@@ -519,9 +493,6 @@ static void run_or_start(aws_call *call, bool start)
     json_t *tags = js_arr(in, "tags") ? json_deep_copy(js_arr(in, "tags")) : json_array();
     const char *prop = js_str(in, "propagateTags");
     if (prop && streq(prop, "TASK_DEFINITION")) {
-        _cleanup_free_ char *fam = NULL;
-        char k[600];
-        snprintf(k, sizeof(k), "%s", js_str_or(td, "taskDefinitionArn", ""));
         _cleanup_free_ char *tdkey = cp_key(ctx, "td", "%s/%010lld", js_str_or(td, "family", ""),
                                             (long long) js_int(td, "revision", 0));
         _cleanup_json_ json_t *rec = store_get_json(c->st, tdkey);
@@ -542,6 +513,13 @@ static void run_or_start(aws_call *call, bool start)
         .tags = tags,
         .enable_execute_command = js_bool(in, "enableExecuteCommand", false),
     };
+    cp_place_spec spec = { 0 };
+    if (cp_place_spec_parse(td, start ? NULL : js_arr(in, "placementConstraints"),
+                            start ? NULL : js_arr(in, "placementStrategy"), false, &spec,
+                            &err) < 0) {
+        json_decref(tags);
+        return cp_fail(call, &err);
+    }
     cp_task_req req;
     cp_task_requirements(td, overrides, &req);
     json_t *tasks = json_array(), *failures = json_array();
@@ -552,6 +530,7 @@ static void run_or_start(aws_call *call, bool start)
         if (json_array_size(refs) < 1 || json_array_size(refs) > 10) {
             store_txn_free(txn);
             cp_task_req_done(&req);
+            cp_place_spec_done(&spec);
             json_decref(tasks);
             json_decref(failures);
             json_decref(tags);
@@ -569,7 +548,7 @@ static void run_or_start(aws_call *call, bool start)
             }
             sk_vec only1 = { 0 };
             sk_vec_push(&only1, id);
-            place(c, ctx, cluster, td, &p, &req, 1, &only1, tasks, failures, txn);
+            place(c, ctx, cluster, td, &p, &req, &spec, 1, &only1, tasks, failures, txn);
             sk_vec_done(&only1, free);
         }
     } else {
@@ -585,15 +564,17 @@ static void run_or_start(aws_call *call, bool start)
         if (!any && !fargate) {
             store_txn_free(txn);
             cp_task_req_done(&req);
+            cp_place_spec_done(&spec);
             json_decref(tasks);
             json_decref(failures);
             json_decref(tags);
             cp_err_invalid(&err, "No Container Instances were found in your cluster.");
             return cp_fail(call, &err);
         }
-        place(c, ctx, cluster, td, &p, &req, (int) count, NULL, tasks, failures, txn);
+        place(c, ctx, cluster, td, &p, &req, &spec, (int) count, NULL, tasks, failures, txn);
     }
     sk_vec_done(&only, free);
+    cp_place_spec_done(&spec);
     cp_task_req_done(&req);
     json_decref(tags);
     if (store_txn_commit(txn, &err) < 0) {

@@ -232,9 +232,11 @@ static int check_port_mappings(json_t *c, const char *cname, const char *mode, s
                         "Container '%s' cannot specify hostPort together with containerPortRange.",
                         cname);
         }
-        const char *proto = js_str_or(pm, "protocol", "tcp");
-        if (!streq(proto, "tcp") && !streq(proto, "udp"))
-            return client(err, "Invalid protocol '%s' for container '%s'.", proto, cname);
+        const char *given = js_str_or(pm, "protocol", "tcp");
+        if (!streq(given, "tcp") && !streq(given, "udp"))
+            return client(err, "Invalid protocol '%s' for container '%s'.", given, cname);
+        /* A static string: setting the member frees the old one. */
+        const char *proto = streq(given, "udp") ? "udp" : "tcp";
         js_set_str(pm, "protocol", proto);
         if (js_has(pm, "hostPort")) {
             int64_t hp = js_int(pm, "hostPort", 0);
@@ -591,20 +593,23 @@ int taskdef_normalize(const json_t *in, json_t **ret, sk_err *err)
     json_array_foreach(volumes, i, v) {
         const char *n = js_str(v, "name");
         if (!name_ok(n, 255)) {
+            int r = client(err, "Invalid volume name '%s'.", n ? n : "");
             json_decref(td);
-            return client(err, "Invalid volume name '%s'.", n ? n : "");
+            return r;
         }
         json_array_foreach(volumes, j, w) {
             if (j < i && streq_ptr(js_str(w, "name"), n)) {
+                int r = client(err, "Duplicate volume name '%s'.", n);
                 json_decref(td);
-                return client(err, "Duplicate volume name '%s'.", n);
+                return r;
             }
         }
         json_t *host = js_obj(v, "host");
         const char *sp = host ? js_str(host, "sourcePath") : NULL;
         if (sp && sp[0] != '/') {
+            int r = client(err, "Volume '%s': host.sourcePath must be an absolute path.", n);
             json_decref(td);
-            return client(err, "Volume '%s': host.sourcePath must be an absolute path.", n);
+            return r;
         }
         if (fargate && sp) {
             json_decref(td);
@@ -626,13 +631,14 @@ int taskdef_normalize(const json_t *in, json_t **ret, sk_err *err)
         }
         json_array_foreach(defs, j, w) {
             if (j < i && streq_ptr(js_str(w, "name"), js_str(c, "name"))) {
-                json_decref(td);
-                json_decref(attrs);
-                sk_buf_done(&ports);
-                return client(
+                int r = client(
                         err,
                         "Duplicate container name '%s'. Container names must be unique within a task definition.",
                         js_str(c, "name"));
+                json_decref(td);
+                json_decref(attrs);
+                sk_buf_done(&ports);
+                return r;
             }
         }
         if (check_container(c, defs, volumes, mode, fargate, tmem >= 0, &ports, attrs, err) < 0) {
@@ -646,13 +652,14 @@ int taskdef_normalize(const json_t *in, json_t **ret, sk_err *err)
         cpu_sum += js_int(c, "cpu", 0);
         if (tmem >= 0 &&
             (js_int(c, "memory", 0) > tmem || js_int(c, "memoryReservation", 0) > tmem)) {
-            json_decref(td);
-            json_decref(attrs);
-            sk_buf_done(&ports);
-            return client(
+            int r = client(
                     err,
                     "Invalid 'memory' setting for container '%s'. The container memory must not exceed the task memory.",
                     js_str(c, "name"));
+            json_decref(td);
+            json_decref(attrs);
+            sk_buf_done(&ports);
+            return r;
         }
     }
     sk_buf_done(&ports);

@@ -434,7 +434,8 @@ static int parse_form(const char *body, size_t len, json_t **ret)
                 json_decref(o);
                 return -EINVAL;
             }
-            json_object_set_new(o, k, json_string(v) ? json_string(v) : json_string(""));
+            json_t *js = json_string(v); /* NULL when not UTF-8 */
+            json_object_set_new(o, k, js ? js : json_string(""));
             free(k);
             free(v);
         }

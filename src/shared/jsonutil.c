@@ -20,8 +20,12 @@ int64_t js_int(const json_t *o, const char *key, int64_t def)
     json_t *v = json_object_get(o, key);
     if (json_is_integer(v))
         return json_integer_value(v);
-    if (json_is_real(v))
-        return (int64_t) json_real_value(v);
+    if (json_is_real(v)) {
+        double d = json_real_value(v);
+        if (!(d >= -9.2e18 && d <= 9.2e18)) /* also false for NaN */
+            return def;
+        return (int64_t) d;
+    }
     return def;
 }
 

@@ -422,9 +422,28 @@ static void compute_signature(const sigv4_request *req, const char *secret, cons
         free(sts);
 }
 
+static bool signs_host(const char *signed_headers)
+{
+    const char *p = signed_headers;
+    while (*p) {
+        size_t l = strcspn(p, ";");
+        if ((l == 4 && strncmp(p, "host", 4) == 0) ||
+            (l == 10 && strncmp(p, ":authority", 10) == 0))
+            return true;
+        p += l;
+        if (*p == ';')
+            p++;
+    }
+    return false;
+}
+
 int sigv4_verify(const sigv4_request *req, const sigv4_auth *a, const char *secret, time_t now,
                  sk_err *err)
 {
+    if (!signs_host(a->signed_headers))
+        return sk_err_typed(
+                err, SK_E_AUTH, T_INCOMPLETE,
+                "'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.");
     time_t t;
     if (parse_amz_date(a->amz_date, &t) < 0)
         return sk_err_typed(

@@ -247,7 +247,8 @@ void store_txn_put(store_txn *t, const char *key, const char *value, size_t len)
 
 char *store_json_dump(const json_t *v, size_t *ret_len)
 {
-    char *s = json_dumps(v, JSON_COMPACT | JSON_REAL_PRECISION(15) | JSON_ENCODE_ANY);
+    char *s = json_dumps(v,
+                         JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(15) | JSON_ENCODE_ANY);
     if (!s)
         oom();
     if (ret_len)
