@@ -49,7 +49,7 @@ int cas_writer_commit(cas_writer *w, const char *expected, char ret_digest[CAS_D
 void cas_writer_abort(cas_writer *w);
 
 /* Stores a whole buffer (manifests, configs). */
-int cas_put(cas *c, const void *p, size_t n, const char *expected,
-            char ret_digest[CAS_DIGEST_MAX], sk_err *err);
+int cas_put(cas *c, const void *p, size_t n, const char *expected, char ret_digest[CAS_DIGEST_MAX],
+            sk_err *err);
 /* Reads a whole blob up to max bytes. */
 int cas_get(cas *c, const char *digest, size_t max, char **ret, size_t *ret_len, sk_err *err);
