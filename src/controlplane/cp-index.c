@@ -200,14 +200,39 @@ static char *dup_or_null(const char *s)
     return s ? xstrdup(s) : NULL;
 }
 
+static void note_outcome(cp *c, const key_parts *kp, const cp_task_info *prev,
+                         const cp_task_info *t)
+{
+    if (c->loading || !t || !t->service_name || !t->started_by)
+        return;
+    bool started = t->last == CP_TS_RUNNING && (!prev || prev->last < CP_TS_RUNNING);
+    bool failed = t->last == CP_TS_STOPPED && !t->started_at && (!prev || prev->last != CP_TS_STOPPED);
+    bool stopped = t->last == CP_TS_STOPPED && (!prev || prev->last != CP_TS_STOPPED);
+    if (!started && !failed && !stopped)
+        return;
+    cp_sched_note *n = xcalloc(1, sizeof(*n));
+    char scope_acct[64], scope_region[64];
+    const char *slash = strchr(kp->scope, '/');
+    snprintf(scope_acct, sizeof(scope_acct), "%.*s", slash ? (int) (slash - kp->scope) : 0, kp->scope);
+    snprintf(scope_region, sizeof(scope_region), "%s", slash ? slash + 1 : "");
+    n->svc_key = xasprintf("ecs/%s/%s/svc/%s/%s", scope_acct, scope_region, kp->cluster, t->service_name);
+    n->deployment = xstrdup(t->started_by);
+    n->started = started;
+    n->failed_to_start = failed;
+    sk_vec_push(&c->sched_notes, n);
+    cp_sched_kick(c);
+}
+
 static void on_task(cp *c, const key_parts *kp, const store_kv *old, const store_kv *new)
 {
     cp_cluster_idx *cl = cluster_idx(c, kp->scope, kp->cluster, true);
     cp_task_info *prev = sk_omap_remove(cl->tasks, kp->id);
+    cp_task_info saved_prev = prev ? *prev : (cp_task_info){ 0 };
     if (prev) {
         if (prev->instance_id)
             cp_acs_instance_changed(c, kp->scope, kp->cluster, prev->instance_id);
         task_count(cl, prev, -1);
+        saved_prev.started_by = saved_prev.service_name = NULL;
         task_info_free(prev);
     }
     if (!new)
@@ -231,6 +256,21 @@ static void on_task(cp *c, const key_parts *kp, const store_kv *old, const store
     t->desired = cp_task_status_from(js_str(doc, "desiredStatus"));
     t->last = cp_task_status_from(js_str(doc, "lastStatus"));
     t->created_at = (usec_t) (json_number_value(json_object_get(doc, "createdAt")) * 1e6);
+    t->started_at = (usec_t) (json_number_value(json_object_get(doc, "startedAt")) * 1e6);
+    bool has_check = false;
+    size_t ci;
+    json_t *ce;
+    json_array_foreach(js_arr(doc, "containers"), ci, ce) {
+        if (js_has(ce, "healthStatus"))
+            has_check = true;
+    }
+    if (has_check) {
+        const char *hs = js_str_or(doc, "healthStatus", "UNKNOWN");
+        t->health = streq(hs, "HEALTHY") ? 'H' : streq(hs, "UNHEALTHY") ? 'U' : '?';
+    }
+    json_t *prot = js_obj(js_obj(doc, "_skiff"), "protection");
+    t->protected_ = js_bool(prot, "enabled", false) &&
+                    json_number_value(json_object_get(prot, "expirationDate")) * 1e6 > (double) now_realtime();
     t->stopped_at = (usec_t) (json_number_value(json_object_get(doc, "stoppedAt")) * 1e6);
     t->cluster = cl;
     json_decref(doc);
@@ -238,6 +278,7 @@ static void on_task(cp *c, const key_parts *kp, const store_kv *old, const store
     task_count(cl, t, +1);
     if (t->instance_id)
         cp_acs_instance_changed(c, kp->scope, kp->cluster, t->instance_id);
+    note_outcome(c, kp, prev ? &saved_prev : NULL, t);
 }
 
 static bool instance_registered(const char *status)
@@ -251,9 +292,10 @@ static void on_instance(cp *c, const key_parts *kp, const store_kv *old, const s
     cp_acs_instance_changed(c, kp->scope, kp->cluster, kp->id);
     cp_instance_info *prev = sk_omap_remove(cl->instances, kp->id);
     unsigned running = 0, pending = 0;
-    usec_t last_seen = 0;
+    usec_t last_seen = 0, prev_watched = 0;
     sk_vec groups = { 0 };
     if (prev) {
+        prev_watched = prev->watched_since;
         if (instance_registered(prev->status) && !prev->managed)
             cl->registered_instances--;
         running = prev->running_tasks;
@@ -284,6 +326,7 @@ static void on_instance(cp *c, const key_parts *kp, const store_kv *old, const s
     in->running_tasks = running;
     in->pending_tasks = pending;
     in->last_seen = last_seen;
+    in->watched_since = prev_watched ? prev_watched : now_monotonic();
     in->groups = groups;
     in->doc = doc;
     in->cluster = cl;
@@ -327,6 +370,7 @@ static void on_instance(cp *c, const key_parts *kp, const store_kv *old, const s
 
 static void on_service(cp *c, const key_parts *kp, const store_kv *old, const store_kv *new)
 {
+    cp_sched_kick(c);
     cp_cluster_idx *cl = cluster_idx(c, kp->scope, kp->cluster, true);
     if (old) {
         json_t *d = json_loadb(old->value, old->len, 0, NULL);
@@ -372,7 +416,9 @@ static bool load_one(const store_kv *kv, void *userdata)
 void cp_index_init(cp *c)
 {
     sk_hmap_init(&c->clusters);
+    c->loading = true;
     store_range(c->st, "ecs/", NULL, load_one, c);
+    c->loading = false;
     store_watch(c->st, "ecs/", on_change, c);
 }
 

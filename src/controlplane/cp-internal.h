@@ -56,6 +56,9 @@ typedef struct cp_task_info {
     usec_t stopped_at;
     bool counted_on_instance; /* contributes to the instance's task counts */
     cp_cluster_idx *cluster;
+    usec_t started_at;     /* realtime; 0 before RUNNING */
+    char health;           /* 'H' healthy, 'U' unhealthy, '?' unknown, 0: no health check */
+    bool protected_;       /* scale-in protection in effect */
 } cp_task_info;
 
 /* Typed view of a container instance document. */
@@ -69,6 +72,7 @@ struct cp_instance_info {
     bool fargate_ok;  /* may run FARGATE tasks (skiff.capacity lists FARGATE) */
     bool ec2_ok;      /* may run EC2/EXTERNAL tasks */
     usec_t last_seen; /* monotonic; 0 = never since start */
+    usec_t watched_since; /* monotonic: when this server started watching it */
     unsigned running_tasks;
     unsigned pending_tasks;
     json_t *doc; /* parsed document (borrowed view for placement and filters) */
@@ -117,7 +121,21 @@ struct cp {
     aws_router *router;
     sk_hmap acs_slots; /* "acct/region/cluster/instance" -> acs slot (cp-acs.c) */
     sk_vec acs_dirty;  /* slots to answer at the end of the iteration */
+    ev_timer *sched_timer;
+    usec_t sched_due;
+    bool loading; /* initial index load: no scheduler notes */
+    sk_vec sched_notes; /* cp_sched_note*: task outcomes the service scheduler must see */
+    usec_t healthy_delay;  /* a task without health checks counts as healthy this long after RUNNING */
+    usec_t host_lost_after; /* agent silence after which its tasks are stopped */
 };
+
+/* A service task's outcome, noted by the index for the scheduler. */
+typedef struct cp_sched_note {
+    char *svc_key;    /* store key of the service */
+    char *deployment; /* startedBy */
+    bool started;     /* reached RUNNING */
+    bool failed_to_start; /* stopped without ever running */
+} cp_sched_note;
 
 /* --- keys and ARNs (cp.c) --- */
 
@@ -233,6 +251,18 @@ void cp_acs_done(cp *c);
 /* Marks an instance changed (scope "acct/region"): its long polls are
  * answered at the end of the current loop iteration. */
 void cp_acs_instance_changed(cp *c, const char *scope, const char *cluster, const char *id);
+
+/* --- services (cp-service.c) --- */
+void cp_sched_init(cp *c);
+void cp_sched_done(cp *c);
+/* Asks for a scheduler pass soon (debounced). */
+void cp_sched_kick(cp *c);
+CP_HANDLER(create_service);
+CP_HANDLER(update_service);
+CP_HANDLER(delete_service);
+CP_HANDLER(describe_services);
+CP_HANDLER(list_services);
+CP_HANDLER(list_services_by_namespace);
 
 /* Periodic maintenance (expiring stopped tasks, finishing deletions). */
 void cp_gc_run(cp *c);

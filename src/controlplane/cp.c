@@ -14,16 +14,19 @@ static const aws_op_binding ecs_ops[] = {
     /* sorted by name */
     { "CreateCapacityProvider", cp_create_capacity_provider },
     { "CreateCluster", cp_create_cluster },
+    { "CreateService", cp_create_service },
     { "DeleteAccountSetting", cp_delete_account_setting },
     { "DeleteAttributes", cp_delete_attributes },
     { "DeleteCapacityProvider", cp_delete_capacity_provider },
     { "DeleteCluster", cp_delete_cluster },
+    { "DeleteService", cp_delete_service },
     { "DeleteTaskDefinitions", cp_delete_task_definitions },
     { "DeregisterContainerInstance", cp_deregister_container_instance },
     { "DeregisterTaskDefinition", cp_deregister_task_definition },
     { "DescribeCapacityProviders", cp_describe_capacity_providers },
     { "DescribeClusters", cp_describe_clusters },
     { "DescribeContainerInstances", cp_describe_container_instances },
+    { "DescribeServices", cp_describe_services },
     { "DescribeTaskDefinition", cp_describe_task_definition },
     { "DescribeTasks", cp_describe_tasks },
     { "DiscoverPollEndpoint", cp_discover_poll_endpoint },
@@ -32,6 +35,8 @@ static const aws_op_binding ecs_ops[] = {
     { "ListAttributes", cp_list_attributes },
     { "ListClusters", cp_list_clusters },
     { "ListContainerInstances", cp_list_container_instances },
+    { "ListServices", cp_list_services },
+    { "ListServicesByNamespace", cp_list_services_by_namespace },
     { "ListTagsForResource", cp_list_tags_for_resource },
     { "ListTaskDefinitionFamilies", cp_list_task_definition_families },
     { "ListTaskDefinitions", cp_list_task_definitions },
@@ -53,6 +58,8 @@ static const aws_op_binding ecs_ops[] = {
     { "UpdateCapacityProvider", cp_update_capacity_provider },
     { "UpdateCluster", cp_update_cluster },
     { "UpdateClusterSettings", cp_update_cluster_settings },
+    { "UpdateContainerInstancesState", cp_update_container_instances_state },
+    { "UpdateService", cp_update_service },
     { "UpdateTaskProtection", cp_update_task_protection },
 };
 
@@ -381,6 +388,7 @@ int cp_new(ev_loop *loop, store *st, const cp_config *cfg, cp **ret, sk_err *err
     }
     cp_acs_init(c);
     cp_index_init(c);
+    cp_sched_init(c);
     c->ecs_def = (aws_service_def){
         .model = &model_ecs,
         .protocol = AWS_PROTO_JSON,
@@ -414,6 +422,7 @@ void cp_free(cp *c)
     if (!c)
         return;
     ev_timer_free(c->gc_timer);
+    cp_sched_done(c);
     cp_index_done(c);
     cp_acs_done(c);
     free(c->account_id);

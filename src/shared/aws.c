@@ -66,6 +66,17 @@ void aws_router_free(aws_router *r)
 
 void aws_router_add_service(aws_router *r, const aws_service_def *def)
 {
+    /* Dispatch bsearches the bindings: they must be sorted and in the model. */
+    for (size_t i = 0; i < def->nops; i++) {
+        if (i > 0 && strcmp(def->ops[i - 1].name, def->ops[i].name) >= 0) {
+            log_error("%s: operation table not sorted at %s", def->model->name, def->ops[i].name);
+            abort();
+        }
+        if (!model_find_op(def->model, def->ops[i].name)) {
+            log_error("%s: %s is not in the model", def->model->name, def->ops[i].name);
+            abort();
+        }
+    }
     sk_vec_push(&r->services, (void *) def);
 }
 
