@@ -56,6 +56,8 @@ typedef struct agent_config {
     char *capacity; /* "EC2", "FARGATE" or "EC2,FARGATE" */
     char *insecure_registries;
     char *instance_type;
+    bool simulated;     /* --runtime=simulated: no containers, everything above stays real */
+    unsigned instances; /* simulated only: container instances served by this process */
 } agent_config;
 
 int agent_config_load(int argc, char **argv, agent_config *ret, sk_err *err);
@@ -205,7 +207,13 @@ struct agent {
     unsigned cpus;
     uint64_t memory_mib;
     bool stopping;
+    unsigned sim_index;
 };
+
+/* Simulated runtime (sim.c): containers "run" without processes. */
+void agent_sim_start(agent_container *c);
+void agent_sim_stop(agent_container *c);
+void agent_sim_pull(agent_container *c);
 
 /* agent.c */
 void agent_persist_task(agent_task *t);

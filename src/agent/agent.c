@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -443,14 +444,6 @@ static void on_gc_timer(ev_timer *t, void *userdata)
     ev_timer_arm_in(t, iv);
 }
 
-static void on_term(ev_loop *loop, int signo, void *userdata)
-{
-    agent *a = userdata;
-    log_info("signal %d: agent exiting (containers keep running)", signo);
-    a->stopping = true;
-    ev_loop_quit(loop, 0);
-}
-
 static void on_sigchld(ev_loop *loop, int signo, void *userdata)
 {
     /* Children are reaped through pidfds; this only drains stray zombies. */
@@ -510,7 +503,7 @@ static int setup(agent *a, sk_err *err)
     if ((r = mkdir_p(tasks, 0700)) < 0 || (r = mkdir_p(a->runc_root, 0700)) < 0 ||
         (r = mkdir_p(a->net_state_dir, 0700)) < 0)
         return sk_err_sys(err, r, "create agent directories");
-    if (img_store_open(imgs, &a->images, err) < 0)
+    if (!c->simulated && img_store_open(imgs, &a->images, err) < 0)
         return sk_err_wrap(err, "image store");
     a->bridge_name = xasprintf("skb%.8s", a->key);
     a->awsvpc_bridge = xasprintf("ska%.8s", a->key);
@@ -527,6 +520,18 @@ static int setup(agent *a, sk_err *err)
         .awsvpc_subnet = c->awsvpc_subnet,
     };
     a->self_exe = realpath("/proc/self/exe", NULL);
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    a->cpus = n > 0 ? (unsigned) n : 1;
+    a->memory_mib = host_memory_mib();
+    if (c->simulated) {
+        /* Simulated capacity: sized by the environment, nothing on the host is touched. */
+        const char *cpu = getenv("SKIFF_SIM_CPU"), *mem = getenv("SKIFF_SIM_MEMORY");
+        uint32_t v;
+        a->cpus = cpu && parse_u32(cpu, &v) == 0 && v >= 1024 ? v / 1024 : 4;
+        uint64_t m;
+        a->memory_mib = mem && parse_u64(mem, &m) == 0 ? m : 8192;
+        return 0;
+    }
     if (!c->monitor_path)
         c->monitor_path = find_sibling(a->self_exe ? a->self_exe : "", "skiff-monitor");
     if (!c->monitor_path) /* build tree: build/skiff and build/src/runtime/skiff-monitor */
@@ -552,17 +557,74 @@ static int setup(agent *a, sk_err *err)
     if (!a->seccomp_profile)
         log_warn(
                 "no seccomp profile found (/usr/share/containers/seccomp.json); containers run without one");
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    a->cpus = n > 0 ? (unsigned) n : 1;
-    a->memory_mib = host_memory_mib();
     return 0;
+}
+
+static agent **all_agents;
+static unsigned n_agents;
+
+static void on_term_all(ev_loop *loop, int signo, void *userdata)
+{
+    log_info("signal %d: agent exiting (containers keep running)", signo);
+    for (unsigned i = 0; i < n_agents; i++)
+        all_agents[i]->stopping = true;
+    ev_loop_quit(loop, 0);
+}
+
+static int agent_start(agent *a, ev_loop *loop, agent_api *api, sk_err *err)
+{
+    a->tasks = sk_omap_new();
+    sk_hmap_init(&a->pulls);
+    sk_hmap_init(&a->ports);
+    if (setup(a, err) < 0)
+        return -1;
+    a->loop = loop;
+    a->api = api;
+    a->poll_timer = ev_timer_new(loop, on_poll_timer, a);
+    a->log_timer = ev_timer_new(loop, on_log_timer, a);
+    a->gc_timer = ev_timer_new(loop, on_gc_timer, a);
+    restore(a);
+    for (sk_omap_node *n = sk_omap_seek(a->tasks, NULL); n; n = sk_omap_next(n))
+        agent_task_start(sk_omap_node_value(n));
+    if (!a->cfg.simulated)
+        log_info("agent for cluster %s (data %s, runtime %s, bridge %s %s, awsvpc %s %s)",
+                 a->cfg.cluster, a->cfg.data_dir, a->cfg.runtime_path, a->bridge_name,
+                 a->cfg.bridge_subnet, a->awsvpc_bridge, a->cfg.awsvpc_subnet);
+    register_now(a);
+    if (!a->cfg.simulated) {
+        ev_timer_arm_in(a->log_timer, USEC_PER_SEC);
+        ev_timer_arm_in(a->gc_timer, a->cfg.image_cleanup_interval);
+    }
+    return 0;
+}
+
+/* A copy of the configuration for simulated instance k. */
+static void sim_config(const agent_config *base, unsigned k, agent_config *ret)
+{
+    *ret = *base;
+    ret->data_dir = xasprintf("%s/sim-%05u", base->data_dir, k);
+    ret->instance_attributes = json_deep_copy(base->instance_attributes);
+    const char *zones = getenv("SKIFF_SIM_ZONES");
+    if (zones && *zones) {
+        /* Round-robin over the listed zones. */
+        _cleanup_free_ char *copy = xstrdup(zones);
+        size_t nz = 1;
+        for (const char *p = copy; *p; p++)
+            nz += *p == ',';
+        size_t want = k % nz, i = 0;
+        char *save = NULL;
+        for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save), i++)
+            if (i == want)
+                ret->availability_zone = xstrdup(t);
+    } else
+        ret->availability_zone = xstrdup(base->availability_zone);
 }
 
 int agent_main(int argc, char **argv)
 {
-    agent a = { 0 };
+    agent_config cfg;
     sk_err err = { 0 };
-    int r = agent_config_load(argc, argv, &a.cfg, &err);
+    int r = agent_config_load(argc, argv, &cfg, &err);
     if (r > 0)
         return 0;
     if (r < 0) {
@@ -571,42 +633,49 @@ int agent_main(int argc, char **argv)
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
-    a.tasks = sk_omap_new();
-    sk_hmap_init(&a.pulls);
-    sk_hmap_init(&a.ports);
-    if (setup(&a, &err) < 0) {
+    /* Thousands of simulated instances each hold a long poll. */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    ev_loop *loop = ev_loop_new();
+    agent_api_config ac = { .url = cfg.server_url,
+                            .access_key = cfg.access_key,
+                            .secret_key = cfg.secret_key,
+                            .region = cfg.region,
+                            .max_connections = cfg.instances + 8 };
+    agent_api *api = NULL;
+    if (agent_api_new(loop, &ac, &api, &err) < 0) {
         log_error("%s", sk_err_msg(&err));
         sk_err_done(&err);
         return 1;
     }
-    a.loop = ev_loop_new();
-    agent_api_config ac = { .url = a.cfg.server_url,
-                            .access_key = a.cfg.access_key,
-                            .secret_key = a.cfg.secret_key,
-                            .region = a.cfg.region };
-    if (agent_api_new(a.loop, &ac, &a.api, &err) < 0) {
-        log_error("%s", sk_err_msg(&err));
-        sk_err_done(&err);
-        return 1;
+    n_agents = cfg.instances;
+    all_agents = xcalloc(n_agents, sizeof(agent *));
+    for (unsigned k = 0; k < n_agents; k++) {
+        agent *a = xcalloc(1, sizeof(*a));
+        if (cfg.instances > 1)
+            sim_config(&cfg, k, &a->cfg);
+        else
+            a->cfg = cfg;
+        a->sim_index = k;
+        all_agents[k] = a;
+        if (agent_start(a, loop, api, &err) < 0) {
+            log_error("%s", sk_err_msg(&err));
+            sk_err_done(&err);
+            return 1;
+        }
     }
-    ev_signal_add(a.loop, SIGTERM, on_term, &a);
-    ev_signal_add(a.loop, SIGINT, on_term, &a);
-    ev_signal_add(a.loop, SIGCHLD, on_sigchld, &a);
-    a.poll_timer = ev_timer_new(a.loop, on_poll_timer, &a);
-    a.log_timer = ev_timer_new(a.loop, on_log_timer, &a);
-    a.gc_timer = ev_timer_new(a.loop, on_gc_timer, &a);
-    restore(&a);
-    for (sk_omap_node *n = sk_omap_seek(a.tasks, NULL); n; n = sk_omap_next(n))
-        agent_task_start(sk_omap_node_value(n));
-    log_info("agent for cluster %s (data %s, runtime %s, bridge %s %s, awsvpc %s %s)",
-             a.cfg.cluster, a.cfg.data_dir, a.cfg.runtime_path, a.bridge_name, a.cfg.bridge_subnet,
-             a.awsvpc_bridge, a.cfg.awsvpc_subnet);
-    register_now(&a);
-    ev_timer_arm_in(a.log_timer, USEC_PER_SEC);
-    ev_timer_arm_in(a.gc_timer, a.cfg.image_cleanup_interval);
-    int rc = ev_loop_run(a.loop);
+    if (cfg.simulated)
+        log_info("simulated agent: %u container instance(s) in cluster %s", n_agents, cfg.cluster);
+    ev_signal_add(loop, SIGTERM, on_term_all, NULL);
+    ev_signal_add(loop, SIGINT, on_term_all, NULL);
+    ev_signal_add(loop, SIGCHLD, on_sigchld, NULL);
+    int rc = ev_loop_run(loop);
     /* Containers are not ours to stop: persist and leave. */
-    for (sk_omap_node *n = sk_omap_seek(a.tasks, NULL); n; n = sk_omap_next(n))
-        agent_persist_task(sk_omap_node_value(n));
+    for (unsigned k = 0; k < n_agents; k++)
+        for (sk_omap_node *n = sk_omap_seek(all_agents[k]->tasks, NULL); n; n = sk_omap_next(n))
+            agent_persist_task(sk_omap_node_value(n));
     return rc;
 }

@@ -239,7 +239,8 @@ int agent_api_new(ev_loop *loop, const agent_api_config *cfg, agent_api **ret, s
     curl_multi_setopt(a->multi, CURLMOPT_SOCKETDATA, a);
     curl_multi_setopt(a->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
     curl_multi_setopt(a->multi, CURLMOPT_TIMERDATA, a);
-    curl_multi_setopt(a->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 8L);
+    curl_multi_setopt(a->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
+                      (long) (cfg->max_connections ? cfg->max_connections : 8));
     *ret = a;
     return 0;
 }

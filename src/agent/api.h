@@ -17,6 +17,7 @@ typedef struct agent_api_config {
     const char *access_key;
     const char *secret_key;
     const char *region;
+    unsigned max_connections; /* to the server; 0: 8 */
 } agent_api_config;
 
 /* status: HTTP status (0 when the request did not complete; err_type then

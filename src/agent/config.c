@@ -173,9 +173,14 @@ static int set_key(agent_config *c, const char *k, const char *v, sk_err *err)
         replace(&c->region, v);
     else if (streq(k, "ECS_BACKEND_HOST"))
         replace(&c->server_url, v);
-    else if (streq(k, "SKIFF_RUNTIME"))
-        replace(&c->runtime_path, v);
-    else if (streq(k, "SKIFF_MONITOR"))
+    else if (streq(k, "SKIFF_RUNTIME")) {
+        if (streq(v, "simulated"))
+            c->simulated = true;
+        else
+            replace(&c->runtime_path, streq(v, "runc")   ? "/usr/sbin/runc"
+                                      : streq(v, "crun") ? "/usr/bin/crun"
+                                                         : v);
+    } else if (streq(k, "SKIFF_MONITOR"))
         replace(&c->monitor_path, v);
     else if (streq(k, "SKIFF_CNI_PATH"))
         replace(&c->cni_path, v);
@@ -277,7 +282,8 @@ static void load_shared_credentials(agent_config *c)
 static void usage(FILE *f)
 {
     fprintf(f, "usage: skiff agent --server URL [--cluster NAME] [--data DIR] [--config FILE]\n"
-               "                   [--region NAME]\n"
+               "                   [--region NAME] [--runtime runc|crun|PATH|simulated]\n"
+               "                   [--instances N (simulated only)]\n"
                "\n"
                "Credentials come from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the AWS\n"
                "shared-credentials file (AWS_SHARED_CREDENTIALS_FILE, AWS_PROFILE).\n"
@@ -293,6 +299,8 @@ int agent_config_load(int argc, char **argv, agent_config *c, sk_err *err)
         { "config", required_argument, NULL, 'f' },
         { "region", required_argument, NULL, 'r' },
         { "help", no_argument, NULL, 'h' },
+        { "runtime", required_argument, NULL, 'R' },
+        { "instances", required_argument, NULL, 'n' },
         { 0 },
     };
     *c = (agent_config){ 0 };
@@ -309,6 +317,8 @@ int agent_config_load(int argc, char **argv, agent_config *c, sk_err *err)
     c->logging_drivers = json_pack("[s,s,s]", "json-file", "none", "awslogs");
     c->instance_attributes = json_object();
     const char *server = NULL, *cluster = NULL, *data = NULL, *config = NULL, *region = NULL;
+    const char *runtime = NULL;
+    uint32_t instances = 1;
     int ch;
     optind = 1;
     while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -327,6 +337,13 @@ int agent_config_load(int argc, char **argv, agent_config *c, sk_err *err)
             break;
         case 'r':
             region = optarg;
+            break;
+        case 'R':
+            runtime = optarg;
+            break;
+        case 'n':
+            if (parse_u32(optarg, &instances) < 0 || instances < 1 || instances > 20000)
+                return sk_err_set(err, SK_E_INVALID, "--instances must be between 1 and 20000");
             break;
         case 'h':
             usage(stdout);
@@ -381,6 +398,19 @@ int agent_config_load(int argc, char **argv, agent_config *c, sk_err *err)
         c->data_dir = xstrdup("/var/lib/skiff-agent");
     if (!c->region)
         c->region = xstrdup("us-east-1");
+    if (runtime) {
+        if (streq(runtime, "simulated"))
+            c->simulated = true;
+        else if (streq(runtime, "runc"))
+            replace(&c->runtime_path, "/usr/sbin/runc");
+        else if (streq(runtime, "crun"))
+            replace(&c->runtime_path, "/usr/bin/crun");
+        else
+            replace(&c->runtime_path, runtime);
+    }
+    if (instances > 1 && !c->simulated)
+        return sk_err_set(err, SK_E_INVALID, "--instances needs --runtime=simulated");
+    c->instances = instances;
     if (!c->runtime_path)
         c->runtime_path = xstrdup("/usr/sbin/runc");
     if (!c->cni_path)

@@ -30,7 +30,7 @@ typedef struct batch_ctx {
 static void add_record(void *userdata, const rt_log_record *rec)
 {
     batch_ctx *b = userdata;
-    size_t n = strlen(rec->line);
+    size_t n = rec->len;
     /* One event per line, without the line terminator (as Docker's awslogs driver). */
     while (n && (rec->line[n - 1] == '\n' || rec->line[n - 1] == '\r'))
         n--;

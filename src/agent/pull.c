@@ -91,6 +91,10 @@ static void on_pull_exit(ev_io *io, int fd, uint32_t events, void *userdata)
 
 void agent_pull_request(agent *a, agent_container *c)
 {
+    if (a->cfg.simulated) {
+        agent_sim_pull(c);
+        return;
+    }
     const char *ref = c->image;
     if ((a->cfg.pull_behavior == PULL_ONCE || a->cfg.pull_behavior == PULL_PREFER_CACHED) &&
         cached(a, ref)) {

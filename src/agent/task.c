@@ -251,9 +251,9 @@ agent_task *agent_task_new(agent *a, const json_t *task, const json_t *td)
 
 static json_t *cursor_json(const rt_log_cursor *c)
 {
-    return json_pack("{s:I, s:I, s:I, s:I}", "seq", (json_int_t) c->seq, "offset",
+    return json_pack("{s:I, s:I, s:I, s:I, s:I}", "seq", (json_int_t) c->seq, "offset",
                      (json_int_t) c->offset, "inode", (json_int_t) c->inode, "dropped",
-                     (json_int_t) c->dropped);
+                     (json_int_t) c->dropped, "fileSeq", (json_int_t) c->file_seq);
 }
 
 static void cursor_from(const json_t *o, rt_log_cursor *c)
@@ -262,6 +262,7 @@ static void cursor_from(const json_t *o, rt_log_cursor *c)
     c->offset = (uint64_t) js_int(o, "offset", 0);
     c->inode = (uint64_t) js_int(o, "inode", 0);
     c->dropped = (uint64_t) js_int(o, "dropped", 0);
+    c->file_seq = (uint64_t) js_int(o, "fileSeq", 0);
 }
 
 json_t *agent_task_state_json(agent_task *t)
@@ -423,6 +424,11 @@ agent_task *agent_task_restore(agent *a, const char *dir)
         agent_container *c = t->containers[k];
         if (c->state != CS_CREATED && c->state != CS_RUNNING)
             continue;
+        if (a->cfg.simulated) {
+            c->state = CS_RUNNING;
+            c->ever_started = true;
+            continue;
+        }
         if (!c->monitor_pid) {
             _cleanup_free_ char *mp = path_join(c->dir, "monitor/monitor.pid");
             char *txt = NULL;
@@ -1128,10 +1134,28 @@ static void mount_spec_free(void *p)
     free(m);
 }
 
+static void on_sim_started(ev_timer *tm, void *userdata)
+{
+    agent_container *c = userdata;
+    ev_timer_free(tm);
+    if (c->state != CS_CREATED)
+        return;
+    agent_sim_start(c);
+    log_debug("task %s: container %s running (simulated)", c->task->id, c->name);
+    task_state_changed(c->task);
+    try_start(c->task);
+}
+
 static int create_container(agent_container *c, sk_err *err)
 {
     agent_task *t = c->task;
     agent *a = t->agent;
+    if (a->cfg.simulated) {
+        c->state = CS_CREATED;
+        ev_timer *tm = ev_timer_new(a->loop, on_sim_started, c);
+        ev_timer_arm_in(tm, 0);
+        return 0;
+    }
     img_image *img = NULL;
     if (img_lookup(a->images, c->image, &img, err) < 0)
         return sk_err_wrap(err, "CannotCreateContainerError: image");
@@ -1488,12 +1512,24 @@ static bool has_running_dependents(agent_container *c)
     return false;
 }
 
+static void on_sim_stopped(ev_timer *tm, void *userdata)
+{
+    agent_container *c = userdata;
+    container_stopped(c, 143, true, NULL);
+}
+
 static void signal_container(agent_container *c)
 {
     agent *a = c->task->agent;
     if (c->stop_signalled)
         return;
     c->stop_signalled = true;
+    if (a->cfg.simulated) {
+        if (!c->stop_timer)
+            c->stop_timer = ev_timer_new(a->loop, on_sim_stopped, c);
+        ev_timer_arm_in(c->stop_timer, 0);
+        return;
+    }
     rt_runtime rt = runtime_of(a);
     sk_err err = { 0 };
     const char *sig = c->stop_signal ? c->stop_signal : "SIGTERM";
@@ -1545,6 +1581,10 @@ void agent_task_stop(agent_task *t, const char *why)
 void agent_task_cleanup(agent_task *t)
 {
     agent *a = t->agent;
+    if (a->cfg.simulated) {
+        rm_rf(t->dir);
+        return;
+    }
     rt_runtime rt = runtime_of(a);
     for (size_t i = 0; i < t->ncontainers; i++) {
         agent_container *c = t->containers[i];

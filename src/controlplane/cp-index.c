@@ -206,16 +206,19 @@ static void note_outcome(cp *c, const key_parts *kp, const cp_task_info *prev,
     if (c->loading || !t || !t->service_name || !t->started_by)
         return;
     bool started = t->last == CP_TS_RUNNING && (!prev || prev->last < CP_TS_RUNNING);
-    bool failed = t->last == CP_TS_STOPPED && !t->started_at && (!prev || prev->last != CP_TS_STOPPED);
+    bool failed =
+            t->last == CP_TS_STOPPED && !t->started_at && (!prev || prev->last != CP_TS_STOPPED);
     bool stopped = t->last == CP_TS_STOPPED && (!prev || prev->last != CP_TS_STOPPED);
     if (!started && !failed && !stopped)
         return;
     cp_sched_note *n = xcalloc(1, sizeof(*n));
     char scope_acct[64], scope_region[64];
     const char *slash = strchr(kp->scope, '/');
-    snprintf(scope_acct, sizeof(scope_acct), "%.*s", slash ? (int) (slash - kp->scope) : 0, kp->scope);
+    snprintf(scope_acct, sizeof(scope_acct), "%.*s", slash ? (int) (slash - kp->scope) : 0,
+             kp->scope);
     snprintf(scope_region, sizeof(scope_region), "%s", slash ? slash + 1 : "");
-    n->svc_key = xasprintf("ecs/%s/%s/svc/%s/%s", scope_acct, scope_region, kp->cluster, t->service_name);
+    n->svc_key = xasprintf("ecs/%s/%s/svc/%s/%s", scope_acct, scope_region, kp->cluster,
+                           t->service_name);
     n->deployment = xstrdup(t->started_by);
     n->started = started;
     n->failed_to_start = failed;
@@ -270,7 +273,8 @@ static void on_task(cp *c, const key_parts *kp, const store_kv *old, const store
     }
     json_t *prot = js_obj(js_obj(doc, "_skiff"), "protection");
     t->protected_ = js_bool(prot, "enabled", false) &&
-                    json_number_value(json_object_get(prot, "expirationDate")) * 1e6 > (double) now_realtime();
+                    json_number_value(json_object_get(prot, "expirationDate")) * 1e6 >
+                            (double) now_realtime();
     t->stopped_at = (usec_t) (json_number_value(json_object_get(doc, "stoppedAt")) * 1e6);
     t->cluster = cl;
     json_decref(doc);
@@ -392,6 +396,8 @@ static void on_service(cp *c, const key_parts *kp, const store_kv *old, const st
     }
 }
 
+static void on_taskdef(cp *c, const key_parts *kp, const store_kv *old, const store_kv *new);
+
 static void on_change(void *userdata, const store_kv *old, const store_kv *new)
 {
     cp *c = userdata;
@@ -405,6 +411,73 @@ static void on_change(void *userdata, const store_kv *old, const store_kv *new)
         on_instance(c, &kp, old, new);
     else if (streq(kp.kind, "svc") && kp.id[0])
         on_service(c, &kp, old, new);
+    else if (streq(kp.kind, "td") && !kp.id[0])
+        on_taskdef(c, &kp, old, new);
+}
+
+static cp_family_idx *family_idx(cp *c, const char *scope, const char *family, bool create)
+{
+    char k[512];
+    snprintf(k, sizeof(k), "%s/%s", scope, family);
+    cp_family_idx *f = sk_hmap_get(&c->families, k);
+    if (f || !create)
+        return f;
+    f = xcalloc(1, sizeof(*f));
+    f->key = xstrdup(k);
+    sk_hmap_put(&c->families, f->key, f);
+    return f;
+}
+
+static void family_set(cp_family_idx *f, int64_t rev, bool active)
+{
+    /* Revisions mostly arrive in increasing order: search from the end. */
+    size_t i = f->n;
+    while (i > 0 && f->active[i - 1] > rev)
+        i--;
+    bool present = i > 0 && f->active[i - 1] == rev;
+    if (active && !present) {
+        if (f->n == f->cap) {
+            f->cap = f->cap ? f->cap * 2 : 8;
+            f->active = xrealloc(f->active, f->cap * sizeof(int64_t));
+        }
+        memmove(f->active + i + 1, f->active + i, (f->n - i) * sizeof(int64_t));
+        f->active[i] = rev;
+        f->n++;
+    } else if (!active && present) {
+        memmove(f->active + i - 1, f->active + i, (f->n - i) * sizeof(int64_t));
+        f->n--;
+    }
+}
+
+static void on_taskdef(cp *c, const key_parts *kp, const store_kv *old, const store_kv *new)
+{
+    /* kp->cluster holds "FAMILY!REV" */
+    const char *bang = strrchr(kp->cluster, '!');
+    int64_t rev;
+    if (!bang || parse_i64(bang + 1, &rev) < 0)
+        return;
+    char family[256];
+    snprintf(family, sizeof(family), "%.*s", (int) (bang - kp->cluster), kp->cluster);
+    bool active = false;
+    if (new) {
+        /* Cheap check before parsing: the status string is in the document. */
+        if (strstr(new->value, "\"ACTIVE\"")) {
+            json_t *d = json_loadb(new->value, new->len, 0, NULL);
+            active = streq_ptr(js_str(js_obj(d, "taskDefinition"), "status"), "ACTIVE");
+            json_decref(d);
+        }
+    }
+    cp_family_idx *f = family_idx(c, kp->scope, family, active);
+    if (f)
+        family_set(f, rev, active);
+}
+
+int64_t cp_td_latest_active(cp *c, const aws_ctx *ctx, const char *family)
+{
+    char scope[128];
+    snprintf(scope, sizeof(scope), "%s/%s", ctx->account, ctx->region);
+    cp_family_idx *f = family_idx(c, scope, family, false);
+    return f && f->n ? f->active[f->n - 1] : 0;
 }
 
 static bool load_one(const store_kv *kv, void *userdata)
@@ -416,6 +489,7 @@ static bool load_one(const store_kv *kv, void *userdata)
 void cp_index_init(cp *c)
 {
     sk_hmap_init(&c->clusters);
+    sk_hmap_init(&c->families);
     c->loading = true;
     store_range(c->st, "ecs/", NULL, load_one, c);
     c->loading = false;
@@ -444,6 +518,14 @@ void cp_index_done(cp *c)
         free(cl);
     }
     sk_hmap_done(&c->clusters);
+    it = 0;
+    while (sk_hmap_next(&c->families, &it, NULL, &v)) {
+        cp_family_idx *f = v;
+        free(f->active);
+        free(f->key);
+        free(f);
+    }
+    sk_hmap_done(&c->families);
 }
 
 cp_task_info *cp_task_find(cp *c, const aws_ctx *ctx, const char *cluster, const char *id)

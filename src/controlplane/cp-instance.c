@@ -761,7 +761,20 @@ CP_HANDLER(list_attributes)
             continue;
         size_t i;
         json_t *a;
-        json_array_foreach(js_arr(ci->doc, "attributes"), i, a) {
+        /* Pages resume by (instance, attribute name): walk names in order. */
+        json_t *sorted = json_deep_copy(
+                js_arr(ci->doc, "attributes") ? js_arr(ci->doc, "attributes") : json_array());
+        size_t na = json_array_size(sorted);
+        for (size_t x = 1; x < na; x++)
+            for (size_t y = x; y > 0; y--) {
+                json_t *pa = json_array_get(sorted, y - 1), *pb = json_array_get(sorted, y);
+                if (strcmp(js_str_or(pa, "name", ""), js_str_or(pb, "name", "")) <= 0)
+                    break;
+                json_incref(pa);
+                json_array_set(sorted, y - 1, pb);
+                json_array_set_new(sorted, y, pa);
+            }
+        json_array_foreach(sorted, i, a) {
             const char *nm = js_str(a, "name"), *vl = js_str(a, "value");
             if (aname && !streq_ptr(nm, aname))
                 continue;
@@ -781,6 +794,7 @@ CP_HANDLER(list_attributes)
                 char *tok = cp_token_make(c, lpos);
                 js_set_str(res, "nextToken", tok);
                 free(tok);
+                json_decref(sorted);
                 goto done;
             }
             json_t *e = json_pack("{s:s, s:s, s:s}", "name", nm ? nm : "", "targetType",
@@ -789,6 +803,7 @@ CP_HANDLER(list_attributes)
                 js_set_str(e, "value", vl);
             json_array_append_new(out, e);
         }
+        json_decref(sorted);
     }
 done:
     js_set(res, "attributes", out);

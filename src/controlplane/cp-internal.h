@@ -56,9 +56,9 @@ typedef struct cp_task_info {
     usec_t stopped_at;
     bool counted_on_instance; /* contributes to the instance's task counts */
     cp_cluster_idx *cluster;
-    usec_t started_at;     /* realtime; 0 before RUNNING */
-    char health;           /* 'H' healthy, 'U' unhealthy, '?' unknown, 0: no health check */
-    bool protected_;       /* scale-in protection in effect */
+    usec_t started_at; /* realtime; 0 before RUNNING */
+    char health;       /* 'H' healthy, 'U' unhealthy, '?' unknown, 0: no health check */
+    bool protected_;   /* scale-in protection in effect */
 } cp_task_info;
 
 /* Typed view of a container instance document. */
@@ -68,10 +68,10 @@ struct cp_instance_info {
     char *arn;
     char *status; /* ACTIVE, DRAINING, INACTIVE, REGISTERING, ... */
     char *ec2_instance_id;
-    bool managed;     /* only Fargate capacity: hidden from ListContainerInstances */
-    bool fargate_ok;  /* may run FARGATE tasks (skiff.capacity lists FARGATE) */
-    bool ec2_ok;      /* may run EC2/EXTERNAL tasks */
-    usec_t last_seen; /* monotonic; 0 = never since start */
+    bool managed;         /* only Fargate capacity: hidden from ListContainerInstances */
+    bool fargate_ok;      /* may run FARGATE tasks (skiff.capacity lists FARGATE) */
+    bool ec2_ok;          /* may run EC2/EXTERNAL tasks */
+    usec_t last_seen;     /* monotonic; 0 = never since start */
     usec_t watched_since; /* monotonic: when this server started watching it */
     unsigned running_tasks;
     unsigned pending_tasks;
@@ -86,6 +86,13 @@ struct cp_instance_info {
     usec_t registered_at;
     sk_vec groups; /* cp_group_count*: live tasks per task group */
 };
+
+/* Active revisions of a task-definition family, ascending. */
+typedef struct cp_family_idx {
+    char *key;
+    int64_t *active;
+    size_t n, cap;
+} cp_family_idx;
 
 typedef struct cp_group_count {
     char *group;
@@ -115,6 +122,7 @@ struct cp {
     char *endpoint_url;
     uint8_t token_key[32];
     sk_hmap clusters; /* "acct/region/name" -> cp_cluster_idx* (owned keys inside) */
+    sk_hmap families; /* "acct/region/family" -> cp_family_idx* */
     ev_timer *gc_timer;
     aws_service_def ecs_def;
     aws_service_def sts_def;
@@ -123,21 +131,30 @@ struct cp {
     sk_vec acs_dirty;  /* slots to answer at the end of the iteration */
     ev_timer *sched_timer;
     usec_t sched_due;
-    bool loading; /* initial index load: no scheduler notes */
-    sk_vec sched_notes; /* cp_sched_note*: task outcomes the service scheduler must see */
-    usec_t healthy_delay;  /* a task without health checks counts as healthy this long after RUNNING */
+    bool loading;         /* initial index load: no scheduler notes */
+    sk_vec sched_notes;   /* cp_sched_note*: task outcomes the service scheduler must see */
+    usec_t healthy_delay; /* a task without health checks counts as healthy this long after RUNNING
+                           */
     usec_t host_lost_after; /* agent silence after which its tasks are stopped */
 };
 
 /* A service task's outcome, noted by the index for the scheduler. */
 typedef struct cp_sched_note {
-    char *svc_key;    /* store key of the service */
-    char *deployment; /* startedBy */
-    bool started;     /* reached RUNNING */
+    char *svc_key;        /* store key of the service */
+    char *deployment;     /* startedBy */
+    bool started;         /* reached RUNNING */
     bool failed_to_start; /* stopped without ever running */
 } cp_sched_note;
 
 /* --- keys and ARNs (cp.c) --- */
+
+/* Task definition revisions: "td/<family>!<rev, 10 digits>". '!' sorts below
+ * every character a family may contain, so keys order by family, then
+ * revision. */
+char *cp_td_key(const aws_ctx *ctx, const char *family, int64_t rev);
+char *cp_td_family_prefix(const aws_ctx *ctx, const char *family);
+/* Latest ACTIVE revision of a family (0: none), from the index. */
+int64_t cp_td_latest_active(cp *c, const aws_ctx *ctx, const char *family);
 
 /* "ecs/<acct>/<region>/<kind>/" followed by the formatted suffix. */
 char *cp_key(const aws_ctx *ctx, const char *kind, const char *fmt, ...) _printf_(3, 4);

@@ -31,7 +31,8 @@ static int resource_key(cp *c, const aws_ctx *ctx, const char *arn, char **ret_k
         int64_t rev;
         if (!colon || parse_i64(colon + 1, &rev) < 0)
             return cp_err_invalid(err, "Invalid task definition ARN '%s'.", arn);
-        key = cp_key(ctx, "td", "%.*s/%010lld", (int) (colon - p.rest), p.rest, (long long) rev);
+        _cleanup_free_ char *fam = xstrndup(p.rest, (size_t) (colon - p.rest));
+        key = cp_td_key(ctx, fam, rev);
     } else if (streq(p.type, "capacity-provider"))
         key = cp_key(ctx, "cp", "%s", p.rest);
     else
@@ -301,6 +302,15 @@ static bool gc_one(const store_kv *kv, void *userdata)
     const char *k = kv->key;
     bool task = strstr(k, "/task/") != NULL;
     bool ci = strstr(k, "/ci/") != NULL;
+    if (strstr(k, "/token/")) {
+        /* RunTask client tokens are remembered for a day. */
+        json_t *d = json_loadb(kv->value, kv->len, 0, NULL);
+        double t = json_number_value(json_object_get(d, "createdAt"));
+        if (t > 0 && (double) g->now / 1e6 - t > 86400)
+            sk_vec_push(&g->doomed, xstrdup(k));
+        json_decref(d);
+        return true;
+    }
     if (!task && !ci)
         return true;
     if (task && !strstr(kv->value, "\"lastStatus\":\"STOPPED\""))

@@ -9,6 +9,7 @@
 #include "cp-internal.h"
 #include "cp-place.h"
 #include "cp-task.h"
+#include "shared/digest.h"
 
 static char *task_id_from(const char *ref, const char *cluster)
 {
@@ -459,6 +460,51 @@ static void run_or_start(aws_call *call, bool start)
     if (cp_cluster_get(c, ctx, js_str(in, "cluster"), true, &cluster, &cdoc, &err) < 0 ||
         cp_taskdef_resolve(c, ctx, js_str_or(in, "taskDefinition", ""), true, &td, &err) < 0)
         return cp_fail(call, &err);
+    /* RunTask is idempotent per clientToken: the same request answers with the
+     * same tasks; the token with different parameters is a conflict. */
+    const char *token = start ? NULL : js_str(in, "clientToken");
+    _cleanup_free_ char *token_key = NULL;
+    char req_hash[SHA256_HEX_LEN + 1] = "";
+    if (token) {
+        if (strlen(token) > 64) {
+            cp_err_invalid(&err, "clientToken must be at most 64 characters.");
+            return cp_fail(call, &err);
+        }
+        char th[SHA256_HEX_LEN + 1];
+        sha256_hex(token, strlen(token), th);
+        token_key = cp_key(ctx, "token", "%s/%s", cluster, th);
+        json_t *canon = json_deep_copy(in);
+        js_set(canon, "clientToken", NULL);
+        size_t clen;
+        char *cs = store_json_dump(canon, &clen);
+        sha256_hex(cs, clen, req_hash);
+        free(cs);
+        json_decref(canon);
+        _cleanup_json_ json_t *prev = store_get_json(c->st, token_key);
+        if (prev) {
+            if (!streq_ptr(js_str(prev, "requestHash"), req_hash)) {
+                sk_err_typed(
+                        &err, SK_E_CONFLICT, "ConflictException",
+                        "The specified client token has already been used in a request with different parameters.");
+                return cp_fail(call, &err);
+            }
+            json_t *views = json_array();
+            size_t ti;
+            json_t *ta;
+            json_array_foreach(js_arr(prev, "taskArns"), ti, ta) {
+                const char *arn = json_string_value(ta);
+                const char *slash = arn ? strrchr(arn, '/') : NULL;
+                if (!slash)
+                    continue;
+                _cleanup_free_ char *tk = cp_key(ctx, "task", "%s/%s", cluster, slash + 1);
+                _cleanup_json_ json_t *tdoc = store_get_json(c->st, tk);
+                if (tdoc)
+                    json_array_append_new(views, task_view(tdoc, true));
+            }
+            aws_reply(call, json_pack("{s:o, s:[]}", "tasks", views, "failures"));
+            return;
+        }
+    }
     int64_t count = js_int(in, "count", 1);
     if (!start && (count < 1 || count > CP_MAX_TASKS_PER_RUN)) {
         cp_err_invalid(&err, "Count must be between 1 and %d.", CP_MAX_TASKS_PER_RUN);
@@ -493,8 +539,8 @@ static void run_or_start(aws_call *call, bool start)
     json_t *tags = js_arr(in, "tags") ? json_deep_copy(js_arr(in, "tags")) : json_array();
     const char *prop = js_str(in, "propagateTags");
     if (prop && streq(prop, "TASK_DEFINITION")) {
-        _cleanup_free_ char *tdkey = cp_key(ctx, "td", "%s/%010lld", js_str_or(td, "family", ""),
-                                            (long long) js_int(td, "revision", 0));
+        _cleanup_free_ char *tdkey =
+                cp_td_key(ctx, js_str_or(td, "family", ""), js_int(td, "revision", 0));
         _cleanup_json_ json_t *rec = store_get_json(c->st, tdkey);
         json_t *tdtags = js_arr(rec, "tags");
         json_t *merged = json_deep_copy(tdtags ? tdtags : json_array());
@@ -577,6 +623,17 @@ static void run_or_start(aws_call *call, bool start)
     cp_place_spec_done(&spec);
     cp_task_req_done(&req);
     json_decref(tags);
+    if (token_key && json_array_size(tasks)) {
+        json_t *arns = json_array();
+        size_t ti;
+        json_t *tt;
+        json_array_foreach(tasks, ti, tt)
+            json_array_append_new(arns, json_string(js_str_or(tt, "taskArn", "")));
+        json_t *rec = json_pack("{s:s, s:o}", "requestHash", req_hash, "taskArns", arns);
+        js_set_time(rec, "createdAt", now_realtime());
+        store_txn_put_json(txn, token_key, rec);
+        json_decref(rec);
+    }
     if (store_txn_commit(txn, &err) < 0) {
         json_decref(tasks);
         json_decref(failures);

@@ -13,7 +13,7 @@
 
 static char *td_key(const aws_ctx *ctx, const char *family, int64_t rev)
 {
-    return cp_key(ctx, "td", "%s/%010lld", family, (long long) rev);
+    return cp_td_key(ctx, family, rev);
 }
 
 static char *fam_key(const aws_ctx *ctx, const char *family)
@@ -49,26 +49,6 @@ static int parse_td_ref(const aws_ctx *ctx, const char *ref, char **ret_family, 
     return 0;
 }
 
-typedef struct latest_ctx {
-    json_t *doc;
-    const char *want_status; /* NULL: any */
-} latest_ctx;
-
-static bool latest_one(const store_kv *kv, void *userdata)
-{
-    latest_ctx *l = userdata;
-    json_t *d = json_loadb(kv->value, kv->len, 0, NULL);
-    if (!d)
-        return true;
-    const char *st = js_str(js_obj(d, "taskDefinition"), "status");
-    if (!l->want_status || streq_ptr(st, l->want_status)) {
-        json_decref(l->doc);
-        l->doc = d;
-    } else
-        json_decref(d);
-    return true;
-}
-
 /* Loads the stored record {"taskDefinition":..., "tags":[...]}. */
 static int td_load(cp *c, const aws_ctx *ctx, const char *ref, json_t **ret, sk_err *err)
 {
@@ -81,10 +61,11 @@ static int td_load(cp *c, const aws_ctx *ctx, const char *ref, json_t **ret, sk_
         _cleanup_free_ char *key = td_key(ctx, family, rev);
         rec = store_get_json(c->st, key);
     } else {
-        latest_ctx l = { .want_status = "ACTIVE" };
-        _cleanup_free_ char *prefix = cp_key(ctx, "td", "%s/", family);
-        store_range(c->st, prefix, NULL, latest_one, &l);
-        rec = l.doc;
+        int64_t latest = cp_td_latest_active(c, ctx, family);
+        if (latest > 0) {
+            _cleanup_free_ char *key = td_key(ctx, family, latest);
+            rec = store_get_json(c->st, key);
+        }
     }
     if (!rec)
         return cp_err_client(err, "Unable to describe task definition.");
@@ -191,8 +172,9 @@ static bool td_list_one(const store_kv *kv, void *userdata)
         return true;
     json_t *td = js_obj(d, "taskDefinition");
     const char *fam = js_str(td, "family");
+    /* For ListTaskDefinitions, familyPrefix names the whole family. */
     bool match = streq_ptr(js_str(td, "status"), l->status) &&
-                 (!l->family_prefix || (fam && startswith(fam, l->family_prefix)));
+                 (!l->family_prefix || streq_ptr(fam, l->family_prefix));
     if (match) {
         if (l->collect_all) {
             sk_vec_push(&l->keys, xstrdup(kv->key));
@@ -279,16 +261,6 @@ typedef struct fam_active {
     bool any_active;
 } fam_active;
 
-static bool fam_active_one(const store_kv *kv, void *userdata)
-{
-    fam_active *f = userdata;
-    json_t *d = json_loadb(kv->value, kv->len, 0, NULL);
-    if (d && streq_ptr(js_str(js_obj(d, "taskDefinition"), "status"), "ACTIVE"))
-        f->any_active = true;
-    json_decref(d);
-    return !f->any_active;
-}
-
 static bool fam_list_one(const store_kv *kv, void *userdata)
 {
     fam_list *l = userdata;
@@ -300,8 +272,7 @@ static bool fam_list_one(const store_kv *kv, void *userdata)
         bool match = true;
         if (!streq(l->status, "ALL")) {
             fam_active fa = { false };
-            _cleanup_free_ char *p = cp_key(l->ctx, "td", "%s/", fam);
-            store_range(l->c->st, p, NULL, fam_active_one, &fa);
+            fa.any_active = cp_td_latest_active(l->c, l->ctx, fam) > 0;
             match = streq(l->status, "ACTIVE") ? fa.any_active : !fa.any_active;
         }
         if (match) {
@@ -328,7 +299,7 @@ CP_HANDLER(list_task_definition_families)
     fam_list l = { .c = c,
                    .ctx = ctx,
                    .out = json_array(),
-                   .status = js_str_or(in, "status", "ACTIVE"),
+                   .status = js_str_or(in, "status", "ALL"),
                    .prefix = js_str(in, "familyPrefix") };
     _cleanup_free_ char *start = NULL;
     if (cp_max_results(in, 100, 100, &l.limit, &err) < 0 ||

@@ -107,6 +107,16 @@ char *cp_key(const aws_ctx *ctx, const char *kind, const char *fmt, ...)
     return k;
 }
 
+char *cp_td_key(const aws_ctx *ctx, const char *family, int64_t rev)
+{
+    return cp_key(ctx, "td", "%s!%010lld", family, (long long) rev);
+}
+
+char *cp_td_family_prefix(const aws_ctx *ctx, const char *family)
+{
+    return cp_key(ctx, "td", "%s!", family);
+}
+
 char *cp_arn(const aws_ctx *ctx, const char *fmt, ...)
 {
     va_list ap;

@@ -186,8 +186,10 @@ static void validate(vctx *c, uint16_t shape_idx, const json_t *v, const char *p
             snprintf(idx, sizeof(idx), "%zu", i + 1);
             _cleanup_free_ char *p = sub_path(path, idx);
             const json_t *e = json_array_get(v, i);
-            if (json_is_null(e))
+            if (json_is_null(e)) {
+                constraint(c, p, NULL, "Member must not be null");
                 continue;
+            }
             validate(c, s->elem, e, p);
             if (c->serialization)
                 return;
@@ -215,7 +217,9 @@ static void validate(vctx *c, uint16_t shape_idx, const json_t *v, const char *p
                 validate(c, s->key, ks, p);
                 json_decref(ks);
             }
-            if (!json_is_null(e))
+            if (json_is_null(e))
+                constraint(c, p, NULL, "Member must not be null");
+            else
                 validate(c, s->elem, e, p);
             if (c->serialization)
                 return;

@@ -218,9 +218,10 @@ TEST(register_task_definition_types)
                    "{\"family\":\"x\",\"containerDefinitions\":[{\"essential\":null,"
                    "\"memory\":false}]}",
                    T_SER, "VALUE_FALSE can not be converted to Integer");
-    /* Null list elements are skipped, as the AWS JSON deserialiser does. */
-    ASSERT_VALID(&model_ecs, "RegisterTaskDefinition",
-                 "{\"family\":\"x\",\"containerDefinitions\":[null,{\"name\":\"a\"}]}");
+    /* Null list elements are rejected: handlers may rely on every element being set. */
+    ASSERT_INVALID(&model_ecs, "RegisterTaskDefinition",
+                   "{\"family\":\"x\",\"containerDefinitions\":[null,{\"name\":\"a\"}]}", T_PARAM,
+                   "Member must not be null");
     /* A serialization error wins over constraint errors found before it. */
     ASSERT_INVALID(&model_ecs, "RegisterTaskDefinition",
                    "{\"containerDefinitions\":[{\"cpu\":\"1\"}],\"networkMode\":\"bad\"}", T_SER,
@@ -357,9 +358,10 @@ TEST(error_count_and_cap)
 TEST(maps)
 {
     /* ECS dockerLabels: map<String,String> without constraints. */
-    ASSERT_VALID(&model_ecs, "RegisterTaskDefinition",
-                 "{\"family\":\"x\",\"containerDefinitions\":[{\"name\":\"a\",\"dockerLabels\":"
-                 "{\"a\":\"1\",\"b\":null}}]}");
+    ASSERT_INVALID(&model_ecs, "RegisterTaskDefinition",
+                   "{\"family\":\"x\",\"containerDefinitions\":[{\"name\":\"a\",\"dockerLabels\":"
+                   "{\"a\":\"1\",\"b\":null}}]}",
+                   T_PARAM, "Member must not be null");
     ASSERT_INVALID(&model_ecs, "RegisterTaskDefinition",
                    "{\"family\":\"x\",\"containerDefinitions\":[{\"dockerLabels\":{\"a\":1}}]}",
                    T_SER, "NUMBER_VALUE can not be converted to String");
