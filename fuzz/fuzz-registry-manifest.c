@@ -13,8 +13,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static const char *const types[] = { NULL, REG_MT_OCI_MANIFEST, REG_MT_OCI_INDEX,
-                                         REG_MT_DOCKER_MANIFEST, REG_MT_DOCKER_LIST,
+    static const char *const types[] = { NULL,
+                                         REG_MT_OCI_MANIFEST,
+                                         REG_MT_OCI_INDEX,
+                                         REG_MT_DOCKER_MANIFEST,
+                                         REG_MT_DOCKER_LIST,
                                          "application/json" };
     if (size == 0 || size > (1u << 20))
         return 0;

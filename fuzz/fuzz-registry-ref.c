@@ -24,8 +24,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (k == 0) {
         if (r.kind < REG_ROUTE_BASE || r.kind > REG_ROUTE_REFERRERS)
             abort();
-        if (r.kind != REG_ROUTE_BASE && r.kind != REG_ROUTE_CATALOG &&
-            !reg_repo_name_valid(r.name))
+        if (r.kind != REG_ROUTE_BASE && r.kind != REG_ROUTE_CATALOG && !reg_repo_name_valid(r.name))
             abort();
         if (strlen(r.ref) > REG_REF_MAX)
             abort();

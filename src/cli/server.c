@@ -22,6 +22,7 @@
 #include "cli.h"
 #include "controlplane/cp.h"
 #include "logs/logs.h"
+#include "registry/registry.h"
 #include "runtime/proc.h"
 #include "shared/aws.h"
 #include "shared/event.h"
@@ -34,6 +35,7 @@ typedef struct server_opts {
     const char *account_id;
     const char *region;
     const char *advertise;
+    const char *registry_host;
     bool no_agent;
 } server_opts;
 
@@ -48,7 +50,9 @@ static void usage(FILE *f)
                "  --account-id   AWS account id used in ARNs (default 000000000000)\n"
                "  --region       default region (default us-east-1)\n"
                "  --advertise-url URL agents use to reach this server (default http://LISTEN)\n"
-               "  --no-agent     do not run the embedded node agent\n");
+               "  --no-agent     do not run the embedded node agent\n"
+               "  --registry-host HOST:PORT  registry host for repositoryUri and proxyEndpoint\n"
+               "                 (default: $SKIFF_REGISTRY_HOST, else the --listen address)\n");
 }
 
 char *skiff_default_data_dir(void)
@@ -222,6 +226,7 @@ int skiff_server_main(int argc, char **argv)
         { "region", required_argument, NULL, 'r' },
         { "advertise-url", required_argument, NULL, 'A' },
         { "no-agent", no_argument, NULL, 'n' },
+        { "registry-host", required_argument, NULL, 'R' },
         { "help", no_argument, NULL, 'h' },
         { 0 },
     };
@@ -248,6 +253,9 @@ int skiff_server_main(int argc, char **argv)
             break;
         case 'n':
             o.no_agent = true;
+            break;
+        case 'R':
+            o.registry_host = optarg;
             break;
         case 'h':
             usage(stdout);
@@ -322,17 +330,40 @@ int skiff_server_main(int argc, char **argv)
         store_close(st);
         return 1;
     }
+    _cleanup_free_ char *regdir = path_join(data, "registry");
+    const char *reghost = o.registry_host ? o.registry_host : getenv("SKIFF_REGISTRY_HOST");
+    /* repositoryUri must be reachable: a wildcard listen address becomes loopback. */
+    _cleanup_free_ char *reglisten = startswith(o.listen, "0.0.0.0:")
+                                             ? xasprintf("127.0.0.1:%s", o.listen + 8)
+                                             : xstrdup(o.listen);
+    reg_config rcfg = { .data_dir = regdir,
+                        .host = reghost && *reghost ? reghost : reglisten,
+                        .account_id = o.account_id,
+                        .region = o.region };
+    reg_registry *reg = NULL;
+    if (reg_new(loop, st, &rcfg, &reg, &err) < 0) {
+        log_error("registry: %s", sk_err_msg(&err));
+        sk_err_done(&err);
+        cp_free(c);
+        logs_free(logs);
+        ev_loop_free(loop);
+        store_close(st);
+        return 1;
+    }
     aws_router *router = aws_router_new(cp_key_lookup, st);
     aws_router_add_service(router, cp_ecs_service(c));
     aws_router_add_service(router, cp_sts_service(c));
     aws_router_add_service(router, logs_service_def(logs));
+    aws_router_add_service(router, reg_ecr_service(reg));
     cp_attach_router(c, router);
+    reg_attach_router(reg, router);
     http_server_config hc = { .listen = o.listen };
     http_server *hs = NULL;
     if (http_server_new(loop, &hc, aws_router_route, router, &hs, &err) < 0) {
         log_error("%s", sk_err_msg(&err));
         sk_err_done(&err);
         aws_router_free(router);
+        reg_free(reg);
         cp_free(c);
         logs_free(logs);
         ev_loop_free(loop);
@@ -382,6 +413,7 @@ int skiff_server_main(int argc, char **argv)
         rc = 1;
     }
     aws_router_free(router);
+    reg_free(reg);
     cp_free(c);
     logs_free(logs);
     ev_loop_free(loop);

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -403,6 +404,7 @@ int http_server_new(ev_loop *loop, const http_server_config *cfg, http_route_fn 
     struct sockaddr_storage ss;
     if (parse_listen(cfg->listen, &ss, err) < 0)
         return -1;
+    signal(SIGPIPE, SIG_IGN); /* see MHD_OPTION_SIGPIPE_HANDLED_BY_APP below */
     http_server *s = xcalloc(1, sizeof(*s));
     s->loop = loop;
     s->route = route;
