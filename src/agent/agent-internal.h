@@ -208,7 +208,17 @@ struct agent {
     uint64_t memory_mib;
     bool stopping;
     unsigned sim_index;
+    sk_vec ecr_tokens; /* ecr_token*: cached registry credentials per region */
 };
+
+/* An ECR authorization token for one region, and the pulls waiting for it. */
+typedef struct ecr_token {
+    char *region;
+    char *password;
+    usec_t expires; /* realtime */
+    bool fetching;
+    sk_vec waiters; /* agent_container* */
+} ecr_token;
 
 /* Simulated runtime (sim.c): containers "run" without processes. */
 void agent_sim_start(agent_container *c);

@@ -266,8 +266,9 @@ unsigned agent_api_inflight(const agent_api *a)
     return a->inflight;
 }
 
-static void submit(agent_api *a, const char *path, const char *service, const char *target,
-                   json_t *body, usec_t timeout, agent_api_cb cb, void *userdata)
+static void submit(agent_api *a, const char *path, const char *region, const char *service,
+                   const char *target, json_t *body, usec_t timeout, agent_api_cb cb,
+                   void *userdata)
 {
     request *r = xcalloc(1, sizeof(*r));
     r->api = a;
@@ -294,7 +295,7 @@ static void submit(agent_api *a, const char *path, const char *service, const ch
                          .nheaders = target ? 4 : 3,
                          .payload_hash = hash };
     char *auth = sigv4_authorization(
-            &sr, a->access_key, a->secret_key, a->region, service, amz_date,
+            &sr, a->access_key, a->secret_key, region ? region : a->region, service, amz_date,
             target ? "content-type;host;x-amz-date;x-amz-target" : "content-type;host;x-amz-date");
     char *line;
     line = xasprintf("Authorization: %s", auth);
@@ -337,11 +338,27 @@ static void submit(agent_api *a, const char *path, const char *service, const ch
 void agent_api_call(agent_api *a, const char *service, const char *target, json_t *body,
                     usec_t timeout, agent_api_cb cb, void *userdata)
 {
-    submit(a, "/", service, target, body, timeout, cb, userdata);
+    submit(a, "/", NULL, service, target, body, timeout, cb, userdata);
+}
+
+void agent_api_call_in(agent_api *a, const char *region, const char *service, const char *target,
+                       json_t *body, usec_t timeout, agent_api_cb cb, void *userdata)
+{
+    submit(a, "/", region, service, target, body, timeout, cb, userdata);
+}
+
+const char *agent_api_host(const agent_api *a)
+{
+    return a->host;
+}
+
+bool agent_api_is_https(const agent_api *a)
+{
+    return startswith(a->url, "https://");
 }
 
 void agent_api_post(agent_api *a, const char *path, const char *service, json_t *body,
                     usec_t timeout, agent_api_cb cb, void *userdata)
 {
-    submit(a, path, service, NULL, body, timeout, cb, userdata);
+    submit(a, path, NULL, service, NULL, body, timeout, cb, userdata);
 }

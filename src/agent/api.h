@@ -32,6 +32,13 @@ void agent_api_free(agent_api *a);
  * signing service "ecs" or "logs". body is stolen. */
 void agent_api_call(agent_api *a, const char *service, const char *target, json_t *body,
                     usec_t timeout, agent_api_cb cb, void *userdata);
+/* The same, signed for another region (ECR tokens are per region). */
+void agent_api_call_in(agent_api *a, const char *region, const char *service, const char *target,
+                       json_t *body, usec_t timeout, agent_api_cb cb, void *userdata);
+/* "host:port" of the server, as in its URL. */
+const char *agent_api_host(const agent_api *a);
+bool agent_api_is_https(const agent_api *a);
+
 /* POST to another path (the /acs/poll channel) with a signed JSON body. */
 void agent_api_post(agent_api *a, const char *path, const char *service, json_t *body,
                     usec_t timeout, agent_api_cb cb, void *userdata);

@@ -17,6 +17,8 @@
 #include "basic/rand.h"
 #include "basic/strutil.h"
 #include "runtime/proc.h"
+#include "shared/digest.h"
+#include "shared/jsonutil.h"
 
 static bool cached(agent *a, const char *ref)
 {
@@ -89,12 +91,127 @@ static void on_pull_exit(ev_io *io, int fd, uint32_t events, void *userdata)
     sk_vec_done(&waiters, NULL);
 }
 
+/* ACCOUNT.dkr.ecr.REGION.amazonaws.com[:port] → region. */
+static bool ecr_host(const char *host, char *region, size_t n)
+{
+    size_t i = 0;
+    while (host[i] >= '0' && host[i] <= '9')
+        i++;
+    if (i != 12)
+        return false;
+    const char *p = startswith(host + 12, ".dkr.ecr.");
+    if (!p)
+        return false;
+    const char *end = strstr(p, ".amazonaws.com");
+    if (!end || end == p || (size_t) (end - p) >= n)
+        return false;
+    memcpy(region, p, (size_t) (end - p));
+    region[end - p] = 0;
+    return true;
+}
+
+static void spawn_pull(agent *a, agent_container *c, const char *password, const char *rewrite);
+
+static ecr_token *token_for(agent *a, const char *region)
+{
+    for (size_t i = 0; i < a->ecr_tokens.len; i++) {
+        ecr_token *t = a->ecr_tokens.items[i];
+        if (streq(t->region, region))
+            return t;
+    }
+    ecr_token *t = xcalloc(1, sizeof(*t));
+    t->region = xstrdup(region);
+    sk_vec_push(&a->ecr_tokens, t);
+    return t;
+}
+
+typedef struct token_req {
+    agent *a;
+    ecr_token *t;
+} token_req;
+
+static void token_done(void *userdata, long status, json_t *resp, const char *type, const char *msg)
+{
+    token_req *tr = userdata;
+    agent *a = tr->a;
+    ecr_token *t = tr->t;
+    free(tr);
+    t->fetching = false;
+    _cleanup_free_ char *error = NULL;
+    json_t *ad = json_array_get(js_arr(resp, "authorizationData"), 0);
+    const char *b64 = js_str(ad, "authorizationToken");
+    uint8_t *raw = NULL;
+    size_t rlen = 0;
+    if (status != 200 || !b64 || base64_decode(b64, strlen(b64), &raw, &rlen) < 0 ||
+        !startswith((char *) raw, "AWS:"))
+        error = xasprintf("could not get an ECR authorization token: %s: %s", type ? type : "error",
+                          msg ? msg : "bad response");
+    else {
+        free(t->password);
+        t->password = xstrdup((char *) raw + 4);
+        double exp = json_number_value(json_object_get(ad, "expiresAt"));
+        t->expires = exp > 0 ? (usec_t) (exp * 1e6) : now_realtime() + 3600 * USEC_PER_SEC;
+    }
+    if (raw)
+        explicit_bzero(raw, rlen);
+    free(raw);
+    sk_vec waiters = t->waiters;
+    t->waiters = (sk_vec){ 0 };
+    for (size_t i = 0; i < waiters.len; i++) {
+        agent_container *c = waiters.items[i];
+        if (error)
+            agent_task_image_ready(c, error);
+        else
+            agent_pull_request(a, c);
+    }
+    sk_vec_done(&waiters, NULL);
+}
+
 void agent_pull_request(agent *a, agent_container *c)
 {
     if (a->cfg.simulated) {
         agent_sim_pull(c);
         return;
     }
+    /* Images from ECR (or from skiff's own registry) authenticate with an ECR
+     * token and are fetched from the server that issued it. */
+    img_ref parts;
+    sk_err perr = { 0 };
+    if (img_ref_parse(c->image, &parts, &perr) < 0) {
+        sk_err_done(&perr);
+        spawn_pull(a, c, NULL, NULL);
+        return;
+    }
+    char region[64] = "";
+    bool ecr = ecr_host(parts.registry, region, sizeof(region));
+    bool own = streq(parts.registry, agent_api_host(a->api));
+    if (own)
+        snprintf(region, sizeof(region), "%s", a->cfg.region);
+    _cleanup_free_ char *rewrite =
+            ecr ? xasprintf("%s=%s", parts.registry, agent_api_host(a->api)) : NULL;
+    img_ref_done(&parts);
+    if (!ecr && !own) {
+        spawn_pull(a, c, NULL, NULL);
+        return;
+    }
+    ecr_token *t = token_for(a, region);
+    if (t->password && t->expires > now_realtime() + 5 * 60 * USEC_PER_SEC) {
+        spawn_pull(a, c, t->password, rewrite);
+        return;
+    }
+    sk_vec_push(&t->waiters, c);
+    if (t->fetching)
+        return;
+    t->fetching = true;
+    token_req *tr = xcalloc(1, sizeof(*tr));
+    *tr = (token_req){ a, t };
+    agent_api_call_in(a->api, region, "ecr",
+                      "AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken", json_object(),
+                      30 * USEC_PER_SEC, token_done, tr);
+}
+
+static void spawn_pull(agent *a, agent_container *c, const char *password, const char *rewrite)
+{
     const char *ref = c->image;
     if ((a->cfg.pull_behavior == PULL_ONCE || a->cfg.pull_behavior == PULL_PREFER_CACHED) &&
         cached(a, ref)) {
@@ -117,6 +234,11 @@ void agent_pull_request(agent *a, agent_container *c)
     j->errfile = xasprintf("%s/pull-%s.err", tmp, hex);
     int efd = open(j->errfile, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     _cleanup_free_ char *store = agent_state_path(a, "images");
+    /* skiff's own registry is served over the server's (plain HTTP) listener. */
+    _cleanup_free_ char *insecure =
+            xasprintf("%s%s%s", a->cfg.insecure_registries ? a->cfg.insecure_registries : "",
+                      a->cfg.insecure_registries ? "," : "",
+                      agent_api_is_https(a->api) ? "" : agent_api_host(a->api));
     char *argv[] = { a->self_exe,
                      (char *) "image-pull",
                      (char *) "--store",
@@ -124,10 +246,34 @@ void agent_pull_request(agent *a, agent_container *c)
                      (char *) "--ref",
                      j->ref,
                      (char *) "--insecure",
-                     a->cfg.insecure_registries ? a->cfg.insecure_registries : (char *) "",
+                     insecure,
+                     (char *) "--rewrite",
+                     (char *) (rewrite ? rewrite : ""),
                      NULL };
+    /* Credentials travel in the environment, never on the command line. */
+    extern char **environ;
+    size_t ne = 0;
+    while (environ[ne])
+        ne++;
+    char **envp = xcalloc(ne + 3, sizeof(char *));
+    size_t k = 0;
+    for (size_t i = 0; i < ne; i++)
+        if (!startswith(environ[i], "SKIFF_PULL_"))
+            envp[k++] = environ[i];
+    char *e1 = password ? xstrdup("SKIFF_PULL_USERNAME=AWS") : NULL;
+    char *e2 = password ? xasprintf("SKIFF_PULL_PASSWORD=%s", password) : NULL;
+    if (password) {
+        envp[k++] = e1;
+        envp[k++] = e2;
+    }
+    envp[k] = NULL;
     sk_err err = { 0 };
-    int r = rt_proc_spawn(argv, NULL, -1, efd, &j->pid, &j->pidfd, &err);
+    int r = rt_proc_spawn(argv, envp, -1, efd, &j->pid, &j->pidfd, &err);
+    free(envp);
+    free(e1);
+    if (e2)
+        explicit_bzero(e2, strlen(e2));
+    free(e2);
     if (efd >= 0)
         close(efd);
     if (r < 0) {
@@ -143,15 +289,24 @@ void agent_pull_request(agent *a, agent_container *c)
     log_info("pulling %s", j->ref);
 }
 
+static const char *rewrite_pair[2];
+
+static const char *rewrite_cb(void *userdata, const char *host)
+{
+    const char *const *pair = userdata;
+    return pair[0] && streq(host, pair[0]) ? pair[1] : NULL;
+}
+
 int agent_image_pull_main(int argc, char **argv)
 {
     static const struct option longopts[] = {
         { "store", required_argument, NULL, 's' },
         { "ref", required_argument, NULL, 'r' },
         { "insecure", required_argument, NULL, 'i' },
+        { "rewrite", required_argument, NULL, 'w' },
         { 0 },
     };
-    const char *store = NULL, *ref = NULL, *insecure = NULL;
+    const char *store = NULL, *ref = NULL, *insecure = NULL, *rewrite = NULL;
     int ch;
     optind = 1;
     while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -164,6 +319,9 @@ int agent_image_pull_main(int argc, char **argv)
             break;
         case 'i':
             insecure = optarg;
+            break;
+        case 'w':
+            rewrite = optarg;
             break;
         default:
             fprintf(stderr, "skiff-image-pull: bad arguments\n");
@@ -187,6 +345,16 @@ int agent_image_pull_main(int argc, char **argv)
         .insecure_registries = insecure && *insecure ? insecure : NULL,
         .parallel = 4,
     };
+    /* --rewrite FROM=TO: fetch FROM's images from TO (ECR hosts → the server). */
+    _cleanup_free_ char *from = NULL;
+    if (rewrite && strchr(rewrite, '=')) {
+        const char *eq = strchr(rewrite, '=');
+        from = xstrndup(rewrite, (size_t) (eq - rewrite));
+        rewrite_pair[0] = from;
+        rewrite_pair[1] = eq + 1;
+        o.rewrite_host = rewrite_cb;
+        o.rewrite_userdata = rewrite_pair;
+    }
     int r = img_pull(s, &o, &err);
     if (r < 0)
         fprintf(stderr, "skiff-image-pull: %s\n", sk_err_msg(&err));

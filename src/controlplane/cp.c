@@ -382,8 +382,14 @@ int cp_new(ev_loop *loop, store *st, const cp_config *cfg, cp **ret, sk_err *err
     c->cfg.endpoint_url = c->endpoint_url;
     if (!c->cfg.stopped_task_retention_sec)
         c->cfg.stopped_task_retention_sec = 3600;
-    if (!c->cfg.agent_timeout_sec)
-        c->cfg.agent_timeout_sec = 60;
+    if (!c->cfg.agent_timeout_sec) {
+        /* SKIFF_AGENT_TIMEOUT (a duration) shortens it for tests. */
+        const char *e = getenv("SKIFF_AGENT_TIMEOUT");
+        uint64_t v;
+        c->cfg.agent_timeout_sec = e && parse_duration_usec(e, &v) == 0 && v >= USEC_PER_SEC
+                                           ? (unsigned) (v / USEC_PER_SEC)
+                                           : 60;
+    }
     /* The token key lives in the store so tokens survive restarts. */
     const store_kv *kv = store_get(st, "meta/token-key");
     if (kv && kv->len == 64 && hex_decode(kv->value, c->token_key, 32) == 0) {
