@@ -123,6 +123,8 @@ struct cp {
     uint8_t token_key[32];
     sk_hmap clusters; /* "acct/region/name" -> cp_cluster_idx* (owned keys inside) */
     sk_hmap families; /* "acct/region/family" -> cp_family_idx* */
+    sk_hmap td_cache; /* DescribeTaskDefinition answers (cp-taskdef.c) */
+    sk_vec td_cache_order;
     ev_timer *gc_timer;
     aws_service_def ecs_def;
     aws_service_def sts_def;
@@ -296,6 +298,7 @@ char *cp_instance_id_from(const char *ref, const char *cluster);
 void cp_tasks_stop_on_instance(cp *c, const aws_ctx *ctx, const char *cluster, const char *id,
                                const char *reason, bool force_stopped);
 void cp_taskdef_gc(cp *c);
+void cp_td_cache_done(cp *c);
 
 /* Releases the resources a task reserved on its container instance. */
 void cp_task_release_resources(cp *c, const aws_ctx *ctx, store_txn *t, const json_t *task,

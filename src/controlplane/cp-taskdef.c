@@ -49,24 +49,29 @@ static int parse_td_ref(const aws_ctx *ctx, const char *ref, char **ret_family, 
     return 0;
 }
 
-/* Loads the stored record {"taskDefinition":..., "tags":[...]}. */
-static int td_load(cp *c, const aws_ctx *ctx, const char *ref, json_t **ret, sk_err *err)
+/* The store key of the record a reference names (family → latest ACTIVE). */
+static int td_ref_key(cp *c, const aws_ctx *ctx, const char *ref, char **ret_key, sk_err *err)
 {
     _cleanup_free_ char *family = NULL;
     int64_t rev;
     if (parse_td_ref(ctx, ref, &family, &rev, err) < 0)
         return -1;
-    json_t *rec = NULL;
-    if (rev > 0) {
-        _cleanup_free_ char *key = td_key(ctx, family, rev);
-        rec = store_get_json(c->st, key);
-    } else {
-        int64_t latest = cp_td_latest_active(c, ctx, family);
-        if (latest > 0) {
-            _cleanup_free_ char *key = td_key(ctx, family, latest);
-            rec = store_get_json(c->st, key);
-        }
+    if (rev == 0) {
+        rev = cp_td_latest_active(c, ctx, family);
+        if (rev == 0)
+            return cp_err_client(err, "Unable to describe task definition.");
     }
+    *ret_key = td_key(ctx, family, rev);
+    return 0;
+}
+
+/* Loads the stored record {"taskDefinition":..., "tags":[...]}. */
+static int td_load(cp *c, const aws_ctx *ctx, const char *ref, json_t **ret, sk_err *err)
+{
+    _cleanup_free_ char *key = NULL;
+    if (td_ref_key(c, ctx, ref, &key, err) < 0)
+        return -1;
+    json_t *rec = store_get_json(c->st, key);
     if (!rec)
         return cp_err_client(err, "Unable to describe task definition.");
     *ret = rec;
@@ -76,7 +81,7 @@ static int td_load(cp *c, const aws_ctx *ctx, const char *ref, json_t **ret, sk_
 int cp_taskdef_resolve(cp *c, const aws_ctx *ctx, const char *ref, bool require_active,
                        json_t **ret_td, sk_err *err)
 {
-    json_t *rec;
+    json_t *rec = NULL;
     if (td_load(c, ctx, ref, &rec, err) < 0)
         return -1;
     json_t *td = json_incref(js_obj(rec, "taskDefinition"));
@@ -136,20 +141,85 @@ CP_HANDLER(register_task_definition)
     aws_reply(call, out);
 }
 
+/* Serialised DescribeTaskDefinition answers, keyed by record and revision:
+ * records only change status, which bumps their mod_rev. */
+#define TD_CACHE_MAX 512
+
+typedef struct td_cached {
+    char *key; /* store key + "|T" when tags are included */
+    uint64_t mod_rev;
+    char *body;
+    size_t len;
+} td_cached;
+
+static void td_cache_put(cp *c, const char *key, uint64_t mod_rev, const char *body, size_t len)
+{
+    td_cached *e = sk_hmap_get(&c->td_cache, key);
+    if (!e) {
+        if (c->td_cache_order.len >= TD_CACHE_MAX) {
+            td_cached *old = c->td_cache_order.items[0];
+            sk_vec_remove_at(&c->td_cache_order, 0);
+            sk_hmap_remove(&c->td_cache, old->key);
+            free(old->key);
+            free(old->body);
+            free(old);
+        }
+        e = xcalloc(1, sizeof(*e));
+        e->key = xstrdup(key);
+        sk_hmap_put(&c->td_cache, e->key, e);
+        sk_vec_push(&c->td_cache_order, e);
+    }
+    free(e->body);
+    e->body = xmemdup(body, len + 1);
+    e->len = len;
+    e->mod_rev = mod_rev;
+}
+
+void cp_td_cache_done(cp *c)
+{
+    for (size_t i = 0; i < c->td_cache_order.len; i++) {
+        td_cached *e = c->td_cache_order.items[i];
+        free(e->key);
+        free(e->body);
+        free(e);
+    }
+    sk_vec_done(&c->td_cache_order, NULL);
+    sk_hmap_done(&c->td_cache);
+}
+
 CP_HANDLER(describe_task_definition)
 {
     cp *c = cp_of(call);
     const aws_ctx *ctx = aws_call_ctx(call);
     json_t *in = aws_call_input(call);
     sk_err err = { 0 };
-    json_t *rec;
-    if (td_load(c, ctx, js_str_or(in, "taskDefinition", ""), &rec, &err) < 0)
+    _cleanup_free_ char *key = NULL;
+    if (td_ref_key(c, ctx, js_str_or(in, "taskDefinition", ""), &key, &err) < 0)
         return cp_fail(call, &err);
-    if (streq_ptr(js_str(js_obj(rec, "taskDefinition"), "status"), "DELETE_IN_PROGRESS") && false) {
+    const store_kv *kv = store_get(c->st, key);
+    if (!kv) {
+        cp_err_client(&err, "Unable to describe task definition.");
+        return cp_fail(call, &err);
     }
-    if (!js_array_has_str(js_arr(in, "include"), "TAGS"))
+    bool tags = js_array_has_str(js_arr(in, "include"), "TAGS");
+    _cleanup_free_ char *ckey = xasprintf("%s|%c", key, tags ? 'T' : '-');
+    td_cached *e = sk_hmap_get(&c->td_cache, ckey);
+    if (e && e->mod_rev == kv->mod_rev) {
+        aws_reply_raw(call, xmemdup(e->body, e->len + 1), e->len);
+        return;
+    }
+    json_t *rec = json_loadb(kv->value, kv->len, 0, NULL);
+    if (!rec) {
+        sk_err_set(&err, SK_E_INTERNAL, "corrupt task definition record %s", key);
+        return cp_fail(call, &err);
+    }
+    if (!tags)
         js_set(rec, "tags", NULL);
-    aws_reply(call, rec);
+    size_t len;
+    char *body = aws_json_dump(rec, &len);
+    json_decref(rec);
+    td_cache_put(c, ckey, kv->mod_rev, body, len);
+    aws_reply_raw(call, body, len);
 }
 
 typedef struct td_list {

@@ -439,6 +439,7 @@ void cp_free(cp *c)
         return;
     ev_timer_free(c->gc_timer);
     cp_sched_done(c);
+    cp_td_cache_done(c);
     cp_index_done(c);
     cp_acs_done(c);
     free(c->account_id);
