@@ -318,6 +318,8 @@ static void submit(agent_api *a, const char *path, const char *region, const cha
     char *url = xasprintf("%s%s", a->url, path);
     r->easy = curl_easy_init();
     curl_easy_setopt(r->easy, CURLOPT_URL, url);
+    curl_easy_setopt(r->easy, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(r->easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
     free(url);
     curl_easy_setopt(r->easy, CURLOPT_POST, 1L);
     curl_easy_setopt(r->easy, CURLOPT_POSTFIELDS, r->body);

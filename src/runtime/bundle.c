@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -120,13 +121,24 @@ static void caps_remove(json_t *caps, const char *cap)
             json_array_remove(caps, i);
 }
 
+/* Appends every capability in this process's bounding set: "all" for a
+ * privileged container means all the host can grant, as with Docker, since
+ * runc fails to apply a capability outside the bounding set. all_caps is
+ * indexed by capability number. */
+static void append_host_caps(json_t *caps)
+{
+    for (size_t i = 0; i < ELEMENTSOF(all_caps); i++)
+        if (prctl(PR_CAPBSET_READ, (unsigned long) i, 0, 0, 0) == 1 &&
+            !js_array_has_str(caps, all_caps[i]))
+            json_array_append_new(caps, json_string(all_caps[i]));
+}
+
 static json_t *effective_caps(const json_t *container, bool privileged)
 {
     json_t *caps;
     if (privileged) {
         caps = json_array();
-        for (size_t i = 0; i < ELEMENTSOF(all_caps); i++)
-            json_array_append_new(caps, json_string(all_caps[i]));
+        append_host_caps(caps);
         return caps;
     }
     caps = rt_default_capabilities();
@@ -150,9 +162,7 @@ static json_t *effective_caps(const json_t *container, bool privileged)
         if (!n)
             continue;
         if (streq(n, "ALL")) {
-            json_array_clear(caps);
-            for (size_t k = 0; k < ELEMENTSOF(all_caps); k++)
-                json_array_append_new(caps, json_string(all_caps[k]));
+            append_host_caps(caps);
             continue;
         }
         char *full = xasprintf("CAP_%s", n);

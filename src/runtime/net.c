@@ -7,7 +7,6 @@
 #include <limits.h>
 #include <net/if.h>
 #include <netinet/in.h>
-#include <openssl/sha.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -26,6 +25,7 @@
 #include "basic/strutil.h"
 #include "basic/timeutil.h"
 #include "runtime/monitor.h"
+#include "shared/digest.h"
 #include "shared/jsonutil.h"
 
 #define CNI_VERSION       "1.0.0"
@@ -621,11 +621,9 @@ static int run_iptables(const net_sel *s, const char *const *argv)
  * chars; comment `name: "N" id: "ID"`). Best effort. */
 static void ipmasq_cleanup(const net_sel *s, const char *id, const char *ip)
 {
-    unsigned char md[SHA512_DIGEST_LENGTH];
-    char hex[2 * SHA512_DIGEST_LENGTH + 1];
+    char hex[SHA512_HEX_LEN + 1];
     _cleanup_free_ char *in = strjoin(s->name, id);
-    SHA512((const unsigned char *) in, strlen(in), md);
-    hex_encode(md, sizeof(md), hex);
+    sha512_hex(in, strlen(in), hex);
     char chain[29];
     memcpy(chain, "CNI-", 4);
     memcpy(chain + 4, hex, 24);

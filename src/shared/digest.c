@@ -1,9 +1,10 @@
 #include "digest.h"
 
 #include <errno.h>
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
+#include <nettle/base64.h>
+#include <nettle/hmac.h>
+#include <nettle/memops.h>
+#include <nettle/sha2.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,42 +12,38 @@
 #include "basic/strutil.h"
 
 struct sk_sha256 {
-    EVP_MD_CTX *ctx;
+    struct sha256_ctx ctx;
 };
 
 sk_sha256 *sk_sha256_new(void)
 {
     sk_sha256 *h = xmalloc(sizeof(*h));
-    h->ctx = EVP_MD_CTX_new();
-    if (!h->ctx || EVP_DigestInit_ex(h->ctx, EVP_sha256(), NULL) != 1)
-        oom();
+    sha256_init(&h->ctx);
     return h;
 }
 
 void sk_sha256_update(sk_sha256 *h, const void *p, size_t n)
 {
-    EVP_DigestUpdate(h->ctx, p, n);
+    sha256_update(&h->ctx, n, p);
 }
 
 void sk_sha256_final(sk_sha256 *h, uint8_t out[SHA256_LEN])
 {
-    unsigned len = SHA256_LEN;
-    EVP_DigestFinal_ex(h->ctx, out, &len);
-    EVP_DigestInit_ex(h->ctx, EVP_sha256(), NULL);
+    /* sha256_digest also re-initialises the context. */
+    sha256_digest(&h->ctx, SHA256_LEN, out);
 }
 
 void sk_sha256_free(sk_sha256 *h)
 {
-    if (!h)
-        return;
-    EVP_MD_CTX_free(h->ctx);
     free(h);
 }
 
 void sha256(const void *p, size_t n, uint8_t out[SHA256_LEN])
 {
-    unsigned len = SHA256_LEN;
-    EVP_Digest(p, n, out, &len, EVP_sha256(), NULL);
+    struct sha256_ctx c;
+    sha256_init(&c);
+    sha256_update(&c, n, p);
+    sha256_digest(&c, SHA256_LEN, out);
 }
 
 void sha256_hex(const void *p, size_t n, char out[SHA256_HEX_LEN + 1])
@@ -56,22 +53,34 @@ void sha256_hex(const void *p, size_t n, char out[SHA256_HEX_LEN + 1])
     hex_encode(d, SHA256_LEN, out);
 }
 
+void sha512_hex(const void *p, size_t n, char out[SHA512_HEX_LEN + 1])
+{
+    uint8_t d[SHA512_DIGEST_SIZE];
+    struct sha512_ctx c;
+    sha512_init(&c);
+    sha512_update(&c, n, p);
+    sha512_digest(&c, sizeof(d), d);
+    hex_encode(d, sizeof(d), out);
+}
+
 void hmac_sha256(const void *key, size_t keylen, const void *p, size_t n, uint8_t out[SHA256_LEN])
 {
-    unsigned len = SHA256_LEN;
-    HMAC(EVP_sha256(), key, (int) keylen, p, n, out, &len);
+    struct hmac_sha256_ctx c;
+    hmac_sha256_set_key(&c, keylen, key);
+    hmac_sha256_update(&c, n, p);
+    hmac_sha256_digest(&c, SHA256_LEN, out);
 }
 
 bool mem_equal_ct(const void *a, const void *b, size_t n)
 {
-    return CRYPTO_memcmp(a, b, n) == 0;
+    return nettle_memeql_sec(a, b, n) != 0;
 }
 
 char *base64_encode(const void *p, size_t n)
 {
-    size_t outlen = 4 * ((n + 2) / 3) + 1;
-    char *out = xmalloc(outlen);
-    EVP_EncodeBlock((unsigned char *) out, p, (int) n);
+    char *out = xmalloc(BASE64_ENCODE_RAW_LENGTH(n) + 1);
+    base64_encode_raw(out, n, p);
+    out[BASE64_ENCODE_RAW_LENGTH(n)] = '\0';
     return out;
 }
 
@@ -88,18 +97,16 @@ int base64_decode(const char *s, size_t n, uint8_t **ret, size_t *ret_len)
         if (c != '=' && i >= n - 2 && i > 0 && s[i - 1] == '=')
             return -EINVAL;
     }
-    uint8_t *out = xmalloc(n / 4 * 3 + 1);
-    int len = n ? EVP_DecodeBlock(out, (const unsigned char *) s, (int) n) : 0;
-    if (len < 0) {
+    uint8_t *out = xmalloc(BASE64_DECODE_LENGTH(n) + 1);
+    struct base64_decode_ctx ctx;
+    size_t len = BASE64_DECODE_LENGTH(n);
+    base64_decode_init(&ctx);
+    if (!base64_decode_update(&ctx, &len, out, n, s) || !base64_decode_final(&ctx)) {
         free(out);
         return -EINVAL;
     }
-    if (n >= 1 && s[n - 1] == '=')
-        len--;
-    if (n >= 2 && s[n - 2] == '=')
-        len--;
     out[len] = 0;
     *ret = out;
-    *ret_len = (size_t) len;
+    *ret_len = len;
     return 0;
 }

@@ -8,7 +8,6 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <netinet/in.h>
-#include <openssl/sha.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -28,6 +27,7 @@
 #include "basic/strutil.h"
 #include "runtime/monitor.h"
 #include "runtime/net.h"
+#include "shared/digest.h"
 #include "tap.h"
 #include "test-runtime-oci.h"
 
@@ -305,10 +305,8 @@ static int id_rules(const char *network, const char *id)
     _cleanup_free_ char *name =
             xasprintf("skiff-%s-%s", network, streq(network, "bridge") ? BRIDGE : AWSVPC);
     _cleanup_free_ char *in = strjoin(name, id);
-    unsigned char md[SHA512_DIGEST_LENGTH];
-    char hex[2 * SHA512_DIGEST_LENGTH + 1];
-    SHA512((const unsigned char *) in, strlen(in), md);
-    hex_encode(md, sizeof(md), hex);
+    char hex[SHA512_HEX_LEN + 1];
+    sha512_hex(in, strlen(in), hex);
     _cleanup_free_ char *masq = xasprintf("CNI-%.24s", hex);
     _cleanup_free_ char *dn = xasprintf("CNI-DN-%.21s", hex);
     _cleanup_free_ char *comment = xasprintf("id: \\\"%s\\\"", id);
