@@ -19,6 +19,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #if !defined(__x86_64__) && !defined(__aarch64__)
@@ -27,10 +28,17 @@
 
 static void *lib_curl, *lib_archive;
 
+/* soname may list alternatives separated by ':', tried in order. */
 static void *lazy_sym(void **lib, const char *soname, const char *name)
 {
     if (!*lib) {
-        *lib = dlopen(soname, RTLD_NOW | RTLD_LOCAL);
+        char buf[128];
+        for (const char *p = soname; *p && !*lib;) {
+            size_t n = strcspn(p, ":");
+            snprintf(buf, sizeof(buf), "%.*s", (int) n, p);
+            *lib = dlopen(buf, RTLD_NOW | RTLD_LOCAL);
+            p += n + (p[n] == ':');
+        }
         if (!*lib) {
             fprintf(stderr, "skiff: cannot load %s: %s\n", soname, dlerror());
             abort();
@@ -44,7 +52,9 @@ static void *lazy_sym(void **lib, const char *soname, const char *name)
     return p;
 }
 
-#define CURL_SO    "libcurl-gnutls.so.4"
+/* The GnuTLS build first: the server already maps GnuTLS through
+ * libmicrohttpd, while the OpenSSL build costs another few MiB. */
+#define CURL_SO    "libcurl-gnutls.so.4:libcurl.so.4"
 #define ARCHIVE_SO "libarchive.so.13"
 
 #define LAZY(lib, so, ret, name, params, args)              \
