@@ -325,19 +325,15 @@ CP_HANDLER(list_clusters)
     sk_err err = { 0 };
     list_ctx l = { .out = json_array() };
     _cleanup_free_ char *start = NULL;
-    if (cp_max_results(in, 100, 100, &l.limit, &err) < 0 ||
-        (js_str(in, "nextToken") && cp_token_parse(c, js_str(in, "nextToken"), &start, &err) < 0)) {
+    if (cp_page_args(c, in, 100, 100, &l.limit, &start, &err) < 0) {
         json_decref(l.out);
         return cp_fail(call, &err);
     }
     _cleanup_free_ char *prefix = cp_key(ctx, "cluster", "%s", "");
     store_range(c->st, prefix, start, list_cluster_one, &l);
     json_t *out = json_pack("{s:o}", "clusterArns", l.out);
-    if (l.more && l.last) {
-        char *tok = cp_token_make(c, l.last);
-        js_set_str(out, "nextToken", tok);
-        free(tok);
-    }
+    if (l.more)
+        cp_page_token(c, out, l.last);
     free(l.last);
     aws_reply(call, out);
 }

@@ -405,15 +405,11 @@ CP_HANDLER(describe_container_instances)
     cp *c = cp_of(call);
     const aws_ctx *ctx = aws_call_ctx(call);
     json_t *in = aws_call_input(call);
-    sk_err err = { 0 };
     _cleanup_free_ char *cluster = NULL;
-    if (cp_cluster_get(c, ctx, js_str(in, "cluster"), false, &cluster, NULL, &err) < 0)
-        return cp_fail(call, &err);
-    json_t *refs = js_arr(in, "containerInstances");
-    if (json_array_size(refs) > 100) {
-        cp_err_invalid(&err, "The number of container instances must be at most 100.");
-        return cp_fail(call, &err);
-    }
+    json_t *refs;
+    if (cp_cluster_list_arg(call, "containerInstances", 100, "container instances", &cluster,
+                            &refs) < 0)
+        return;
     bool tags = js_array_has_str(js_arr(in, "include"), "TAGS");
     json_t *out = json_array(), *failures = json_array();
     size_t i;
@@ -497,8 +493,7 @@ CP_HANDLER(list_container_instances)
         return cp_fail(call, &err);
     int limit;
     _cleanup_free_ char *start = NULL;
-    if (cp_max_results(in, 100, 100, &limit, &err) < 0 ||
-        (js_str(in, "nextToken") && cp_token_parse(c, js_str(in, "nextToken"), &start, &err) < 0))
+    if (cp_page_args(c, in, 100, 100, &limit, &start, &err) < 0)
         return cp_fail(call, &err);
     sched_query *q = NULL;
     if (js_str(in, "filter") && sched_query_parse(js_str(in, "filter"), &q, &err) < 0) {
@@ -528,14 +523,10 @@ CP_HANDLER(list_container_instances)
                 continue;
         }
         if ((int) json_array_size(arns) >= limit) {
-            char *tok = cp_token_make(c, sk_omap_node_key(n));
             /* position is exclusive: resume after the last returned id */
-            free(tok);
             const char *last = json_string_value(json_array_get(arns, json_array_size(arns) - 1));
             const char *slash = last ? strrchr(last, '/') : NULL;
-            tok = cp_token_make(c, slash ? slash + 1 : "");
-            js_set_str(out, "nextToken", tok);
-            free(tok);
+            cp_page_token(c, out, slash ? slash + 1 : "");
             break;
         }
         json_array_append_new(arns, json_string(ci->arn ? ci->arn : ""));
@@ -749,8 +740,7 @@ CP_HANDLER(list_attributes)
     }
     int limit;
     _cleanup_free_ char *start = NULL;
-    if (cp_max_results(in, 100, 100, &limit, &err) < 0 ||
-        (js_str(in, "nextToken") && cp_token_parse(c, js_str(in, "nextToken"), &start, &err) < 0))
+    if (cp_page_args(c, in, 100, 100, &limit, &start, &err) < 0)
         return cp_fail(call, &err);
     json_t *out = json_array();
     json_t *res = json_object();
@@ -791,9 +781,7 @@ CP_HANDLER(list_attributes)
                 const char *slash = tid ? strrchr(tid, '/') : NULL;
                 snprintf(lpos, sizeof(lpos), "%s/%s", slash ? slash + 1 : "",
                          js_str_or(lastA, "name", ""));
-                char *tok = cp_token_make(c, lpos);
-                js_set_str(res, "nextToken", tok);
-                free(tok);
+                cp_page_token(c, res, lpos);
                 json_decref(sorted);
                 goto done;
             }

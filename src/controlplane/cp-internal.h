@@ -182,11 +182,23 @@ int cp_cluster_get(cp *c, const aws_ctx *ctx, const char *name_or_arn, bool requ
 char *cp_cluster_name_from(const char *name_or_arn);
 cp_cluster_idx *cp_cluster_idx_get(cp *c, const aws_ctx *ctx, const char *cluster, bool create);
 
+/* The cluster (any status) and the list input member (at most max entries,
+ * "The number of WHAT must be at most MAX.") of a call on a cluster's
+ * resources. On failure replies with the error and returns -1. */
+int cp_cluster_list_arg(aws_call *call, const char *member, size_t max, const char *what,
+                        char **ret_cluster, json_t **ret_list);
+
 /* Opaque pagination tokens: an HMAC-protected position. */
 char *cp_token_make(cp *c, const char *position);
 int cp_token_parse(cp *c, const char *token, char **ret_position, sk_err *err);
 /* maxResults with AWS's bounds; -1 when absent (caller picks the default). */
 int cp_max_results(const json_t *in, int def, int max, int *ret, sk_err *err);
+/* A List* call's maxResults (default def, at most max) and the position its
+ * nextToken names (NULL for the first page). */
+int cp_page_args(cp *c, const json_t *in, int def, int max, int *ret_limit, char **ret_start,
+                 sk_err *err);
+/* Sets out.nextToken to a token for position; does nothing for NULL. */
+void cp_page_token(cp *c, json_t *out, const char *position);
 
 int cp_tags_validate(const json_t *tags, sk_err *err);
 /* Merge tags (list of {key,value}) into dst list, replacing same keys. */

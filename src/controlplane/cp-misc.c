@@ -238,8 +238,7 @@ CP_HANDLER(list_account_settings)
     _cleanup_free_ char *principal = principal_of(ctx, in);
     int limit;
     _cleanup_free_ char *start = NULL;
-    if (cp_max_results(in, 10, 10, &limit, &err) < 0 ||
-        (js_str(in, "nextToken") && cp_token_parse(c, js_str(in, "nextToken"), &start, &err) < 0))
+    if (cp_page_args(c, in, 10, 10, &limit, &start, &err) < 0)
         return cp_fail(call, &err);
     json_t *all = json_array();
     for (size_t i = 0; i < ELEMENTSOF(settings); i++) {
@@ -274,9 +273,7 @@ CP_HANDLER(list_account_settings)
         if (start && strcmp(nm, start) <= 0)
             continue;
         if ((int) json_array_size(out) >= limit) {
-            char *tok = cp_token_make(c, last);
-            js_set_str(res, "nextToken", tok);
-            free(tok);
+            cp_page_token(c, res, last);
             break;
         }
         json_array_append(out, s);

@@ -611,15 +611,10 @@ CP_HANDLER(describe_services)
     cp *c = cp_of(call);
     const aws_ctx *ctx = aws_call_ctx(call);
     json_t *in = aws_call_input(call);
-    sk_err err = { 0 };
     _cleanup_free_ char *cluster = NULL;
-    if (cp_cluster_get(c, ctx, js_str(in, "cluster"), false, &cluster, NULL, &err) < 0)
-        return cp_fail(call, &err);
-    json_t *refs = js_arr(in, "services");
-    if (json_array_size(refs) > 10) {
-        cp_err_invalid(&err, "The number of services must be at most 10.");
-        return cp_fail(call, &err);
-    }
+    json_t *refs;
+    if (cp_cluster_list_arg(call, "services", 10, "services", &cluster, &refs) < 0)
+        return;
     bool tags = js_array_has_str(js_arr(in, "include"), "TAGS");
     json_t *out = json_array(), *failures = json_array();
     size_t i;
@@ -688,8 +683,7 @@ static void list_common(aws_call *call, bool by_namespace)
                    .namespace_ = by_namespace ? js_str(in, "namespace") : NULL };
     _cleanup_free_ char *start = NULL;
     _cleanup_free_ char *cluster = NULL;
-    if (cp_max_results(in, by_namespace ? 100 : 10, 100, &l.limit, &err) < 0 ||
-        (js_str(in, "nextToken") && cp_token_parse(c, js_str(in, "nextToken"), &start, &err) < 0) ||
+    if (cp_page_args(c, in, by_namespace ? 100 : 10, 100, &l.limit, &start, &err) < 0 ||
         (!by_namespace &&
          cp_cluster_get(c, ctx, js_str(in, "cluster"), false, &cluster, NULL, &err) < 0)) {
         json_decref(l.out);
@@ -699,11 +693,8 @@ static void list_common(aws_call *call, bool by_namespace)
             by_namespace ? cp_key(ctx, "svc", "%s", "") : cp_key(ctx, "svc", "%s/", cluster);
     store_range(c->st, prefix, start, svc_list_one, &l);
     json_t *out = json_pack("{s:o}", "serviceArns", l.out);
-    if (l.more && l.last) {
-        char *tok = cp_token_make(c, l.last);
-        js_set_str(out, "nextToken", tok);
-        free(tok);
-    }
+    if (l.more)
+        cp_page_token(c, out, l.last);
     free(l.last);
     aws_reply(call, out);
 }

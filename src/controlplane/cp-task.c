@@ -800,15 +800,10 @@ CP_HANDLER(describe_tasks)
     cp *c = cp_of(call);
     const aws_ctx *ctx = aws_call_ctx(call);
     json_t *in = aws_call_input(call);
-    sk_err err = { 0 };
     _cleanup_free_ char *cluster = NULL;
-    if (cp_cluster_get(c, ctx, js_str(in, "cluster"), false, &cluster, NULL, &err) < 0)
-        return cp_fail(call, &err);
-    json_t *refs = js_arr(in, "tasks");
-    if (json_array_size(refs) > 100) {
-        cp_err_invalid(&err, "The number of tasks must be at most 100.");
-        return cp_fail(call, &err);
-    }
+    json_t *refs;
+    if (cp_cluster_list_arg(call, "tasks", 100, "tasks", &cluster, &refs) < 0)
+        return;
     bool tags = js_array_has_str(js_arr(in, "include"), "TAGS");
     json_t *out = json_array(), *failures = json_array();
     size_t i;
@@ -842,8 +837,7 @@ CP_HANDLER(list_tasks)
         return cp_fail(call, &err);
     int limit;
     _cleanup_free_ char *start = NULL;
-    if (cp_max_results(in, 100, 100, &limit, &err) < 0 ||
-        (js_str(in, "nextToken") && cp_token_parse(c, js_str(in, "nextToken"), &start, &err) < 0))
+    if (cp_page_args(c, in, 100, 100, &limit, &start, &err) < 0)
         return cp_fail(call, &err);
     const char *family = js_str(in, "family"), *started_by = js_str(in, "startedBy"),
                *service = js_str(in, "serviceName"), *lt = js_str(in, "launchType");
@@ -885,9 +879,7 @@ CP_HANDLER(list_tasks)
         if (inst && !streq_ptr(t->instance_id, inst))
             continue;
         if ((int) json_array_size(arns) >= limit) {
-            char *tok = cp_token_make(c, last_id);
-            js_set_str(out, "nextToken", tok);
-            free(tok);
+            cp_page_token(c, out, last_id);
             break;
         }
         json_array_append_new(arns, json_string(t->arn ? t->arn : ""));
@@ -920,13 +912,9 @@ static void protection_common(aws_call *call, bool update)
     json_t *in = aws_call_input(call);
     sk_err err = { 0 };
     _cleanup_free_ char *cluster = NULL;
-    if (cp_cluster_get(c, ctx, js_str(in, "cluster"), false, &cluster, NULL, &err) < 0)
-        return cp_fail(call, &err);
-    json_t *refs = js_arr(in, "tasks");
-    if (json_array_size(refs) > 10) {
-        cp_err_invalid(&err, "The number of tasks must be at most 10.");
-        return cp_fail(call, &err);
-    }
+    json_t *refs;
+    if (cp_cluster_list_arg(call, "tasks", 10, "tasks", &cluster, &refs) < 0)
+        return;
     bool enable = js_bool(in, "protectionEnabled", false);
     int64_t minutes = js_int(in, "expiresInMinutes", 120);
     if (update && enable && (minutes < 1 || minutes > 2880)) {

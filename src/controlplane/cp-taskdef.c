@@ -275,8 +275,7 @@ CP_HANDLER(list_task_definitions)
                   .status = js_str_or(in, "status", "ACTIVE"),
                   .family_prefix = js_str(in, "familyPrefix") };
     _cleanup_free_ char *start = NULL;
-    if (cp_max_results(in, 100, 100, &l.limit, &err) < 0 ||
-        (js_str(in, "nextToken") && cp_token_parse(c, js_str(in, "nextToken"), &start, &err) < 0)) {
+    if (cp_page_args(c, in, 100, 100, &l.limit, &start, &err) < 0) {
         json_decref(l.out);
         return cp_fail(call, &err);
     }
@@ -285,11 +284,8 @@ CP_HANDLER(list_task_definitions)
     json_t *out = json_object();
     if (!desc) {
         store_range(c->st, prefix, start, td_list_one, &l);
-        if (l.more && l.last) {
-            char *tok = cp_token_make(c, l.last);
-            js_set_str(out, "nextToken", tok);
-            free(tok);
-        }
+        if (l.more)
+            cp_page_token(c, out, l.last);
     } else {
         l.collect_all = true;
         store_range(c->st, prefix, NULL, td_list_one, &l);
@@ -300,9 +296,7 @@ CP_HANDLER(list_task_definitions)
             if (start && strcmp(k, start) >= 0)
                 continue;
             if ((int) json_array_size(l.out) >= l.limit) {
-                char *tok = cp_token_make(c, l.last);
-                js_set_str(out, "nextToken", tok);
-                free(tok);
+                cp_page_token(c, out, l.last);
                 break;
             }
             json_array_append_new(l.out, json_string(l.keys.items[2 * i + 1]));
@@ -372,19 +366,15 @@ CP_HANDLER(list_task_definition_families)
                    .status = js_str_or(in, "status", "ALL"),
                    .prefix = js_str(in, "familyPrefix") };
     _cleanup_free_ char *start = NULL;
-    if (cp_max_results(in, 100, 100, &l.limit, &err) < 0 ||
-        (js_str(in, "nextToken") && cp_token_parse(c, js_str(in, "nextToken"), &start, &err) < 0)) {
+    if (cp_page_args(c, in, 100, 100, &l.limit, &start, &err) < 0) {
         json_decref(l.out);
         return cp_fail(call, &err);
     }
     _cleanup_free_ char *prefix = cp_key(ctx, "tdfam", "%s", "");
     store_range(c->st, prefix, start, fam_list_one, &l);
     json_t *out = json_pack("{s:o}", "families", l.out);
-    if (l.more && l.last) {
-        char *tok = cp_token_make(c, l.last);
-        js_set_str(out, "nextToken", tok);
-        free(tok);
-    }
+    if (l.more)
+        cp_page_token(c, out, l.last);
     free(l.last);
     aws_reply(call, out);
 }

@@ -302,6 +302,43 @@ int cp_max_results(const json_t *in, int def, int max, int *ret, sk_err *err)
     return 0;
 }
 
+int cp_page_args(cp *c, const json_t *in, int def, int max, int *ret_limit, char **ret_start,
+                 sk_err *err)
+{
+    const char *tok = js_str(in, "nextToken");
+    *ret_start = NULL;
+    if (cp_max_results(in, def, max, ret_limit, err) < 0)
+        return -1;
+    return tok ? cp_token_parse(c, tok, ret_start, err) : 0;
+}
+
+void cp_page_token(cp *c, json_t *out, const char *position)
+{
+    if (!position)
+        return;
+    _cleanup_free_ char *tok = cp_token_make(c, position);
+    js_set_str(out, "nextToken", tok);
+}
+
+int cp_cluster_list_arg(aws_call *call, const char *member, size_t max, const char *what,
+                        char **ret_cluster, json_t **ret_list)
+{
+    json_t *in = aws_call_input(call);
+    sk_err err = { 0 };
+    if (cp_cluster_get(cp_of(call), aws_call_ctx(call), js_str(in, "cluster"), false, ret_cluster,
+                       NULL, &err) < 0) {
+        cp_fail(call, &err);
+        return -1;
+    }
+    *ret_list = js_arr(in, member);
+    if (json_array_size(*ret_list) > max) {
+        cp_err_invalid(&err, "The number of %s must be at most %zu.", what, max);
+        cp_fail(call, &err);
+        return -1;
+    }
+    return 0;
+}
+
 int cp_tags_validate(const json_t *tags, sk_err *err)
 {
     if (!tags)
