@@ -77,6 +77,16 @@ static json_t *load_repo(aws_call *c, reg_ns *ns, sk_err *err)
     return repo;
 }
 
+/* load_repo, replying with the error when the repository cannot be used. */
+static json_t *load_repo_or_reply(aws_call *c, reg_ns *ns)
+{
+    _cleanup_err_ sk_err err = { 0 };
+    json_t *repo = load_repo(c, ns, &err);
+    if (!repo)
+        fail(c, &err);
+    return repo;
+}
+
 static const char *repo_name(aws_call *c)
 {
     return js_str(aws_call_input(c), "repositoryName");
@@ -425,11 +435,9 @@ static void delete_repository(aws_call *c)
     reg_registry *r = R(c);
     _cleanup_err_ sk_err err = { 0 };
     reg_ns ns;
-    _cleanup_json_ json_t *repo = load_repo(c, &ns, &err);
-    if (!repo) {
-        fail(c, &err);
+    _cleanup_json_ json_t *repo = load_repo_or_reply(c, &ns);
+    if (!repo)
         return;
-    }
     const char *name = repo_name(c);
     bool force = js_bool(aws_call_input(c), "force", false);
     if (!force && reg_repo_has_images(r, &ns, name)) {
@@ -465,11 +473,9 @@ static void put_image_tag_mutability(aws_call *c)
     json_t *in = aws_call_input(c);
     _cleanup_err_ sk_err err = { 0 };
     reg_ns ns;
-    _cleanup_json_ json_t *repo = load_repo(c, &ns, &err);
-    if (!repo) {
-        fail(c, &err);
+    _cleanup_json_ json_t *repo = load_repo_or_reply(c, &ns);
+    if (!repo)
         return;
-    }
     const char *m = js_str(in, "imageTagMutability");
     json_t *ex = js_arr(in, "imageTagMutabilityExclusionFilters");
     if (endswith(m, "_WITH_EXCLUSION") && json_array_size(ex) == 0) {
@@ -495,11 +501,9 @@ static void put_image_scanning_configuration(aws_call *c)
     json_t *in = aws_call_input(c);
     _cleanup_err_ sk_err err = { 0 };
     reg_ns ns;
-    _cleanup_json_ json_t *repo = load_repo(c, &ns, &err);
-    if (!repo) {
-        fail(c, &err);
+    _cleanup_json_ json_t *repo = load_repo_or_reply(c, &ns);
+    if (!repo)
         return;
-    }
     json_t *scan = js_obj(in, "imageScanningConfiguration");
     json_t *cfg = json_pack("{s:b}", "scanOnPush", js_bool(scan, "scanOnPush", false));
     js_set(repo, "imageScanningConfiguration", json_incref(cfg));
@@ -520,11 +524,9 @@ static void describe_images(aws_call *c)
     json_t *in = aws_call_input(c);
     _cleanup_err_ sk_err err = { 0 };
     reg_ns ns;
-    _cleanup_json_ json_t *repo = load_repo(c, &ns, &err);
-    if (!repo) {
-        fail(c, &err);
+    _cleanup_json_ json_t *repo = load_repo_or_reply(c, &ns);
+    if (!repo)
         return;
-    }
     const char *name = repo_name(c);
     json_t *ids = js_arr(in, "imageIds");
     const char *ts = js_str(js_obj(in, "filter"), "tagStatus");
@@ -584,11 +586,9 @@ static void list_images(aws_call *c)
     json_t *in = aws_call_input(c);
     _cleanup_err_ sk_err err = { 0 };
     reg_ns ns;
-    _cleanup_json_ json_t *repo = load_repo(c, &ns, &err);
-    if (!repo) {
-        fail(c, &err);
+    _cleanup_json_ json_t *repo = load_repo_or_reply(c, &ns);
+    if (!repo)
         return;
-    }
     const char *ts = js_str(js_obj(in, "filter"), "tagStatus");
     json_t *all = json_array();
     img_list l;
@@ -625,11 +625,9 @@ static void batch_get_image(aws_call *c)
     json_t *in = aws_call_input(c);
     _cleanup_err_ sk_err err = { 0 };
     reg_ns ns;
-    _cleanup_json_ json_t *repo = load_repo(c, &ns, &err);
-    if (!repo) {
-        fail(c, &err);
+    _cleanup_json_ json_t *repo = load_repo_or_reply(c, &ns);
+    if (!repo)
         return;
-    }
     const char *name = repo_name(c);
     json_t *accepted = js_arr(in, "acceptedMediaTypes");
     json_t *images = json_array(), *failures = json_array();
@@ -699,11 +697,9 @@ static void batch_delete_image(aws_call *c)
     json_t *in = aws_call_input(c);
     _cleanup_err_ sk_err err = { 0 };
     reg_ns ns;
-    _cleanup_json_ json_t *repo = load_repo(c, &ns, &err);
-    if (!repo) {
-        fail(c, &err);
+    _cleanup_json_ json_t *repo = load_repo_or_reply(c, &ns);
+    if (!repo)
         return;
-    }
     const char *name = repo_name(c);
     json_t *deleted = json_array(), *failures = json_array();
     size_t i;
@@ -764,11 +760,9 @@ static void put_image(aws_call *c)
     json_t *in = aws_call_input(c);
     _cleanup_err_ sk_err err = { 0 };
     reg_ns ns;
-    _cleanup_json_ json_t *repo = load_repo(c, &ns, &err);
-    if (!repo) {
-        fail(c, &err);
+    _cleanup_json_ json_t *repo = load_repo_or_reply(c, &ns);
+    if (!repo)
         return;
-    }
     const char *name = repo_name(c);
     const char *manifest = js_str(in, "imageManifest");
     size_t len = json_string_length(json_object_get(in, "imageManifest"));
@@ -841,13 +835,10 @@ static void put_image(aws_call *c)
 static void batch_check_layer_availability(aws_call *c)
 {
     reg_registry *r = R(c);
-    _cleanup_err_ sk_err err = { 0 };
     reg_ns ns;
-    _cleanup_json_ json_t *repo = load_repo(c, &ns, &err);
-    if (!repo) {
-        fail(c, &err);
+    _cleanup_json_ json_t *repo = load_repo_or_reply(c, &ns);
+    if (!repo)
         return;
-    }
     json_t *layers = json_array(), *failures = json_array();
     size_t i;
     json_t *d;
@@ -876,11 +867,9 @@ static void initiate_layer_upload(aws_call *c)
     reg_registry *r = R(c);
     _cleanup_err_ sk_err err = { 0 };
     reg_ns ns;
-    _cleanup_json_ json_t *repo = load_repo(c, &ns, &err);
-    if (!repo) {
-        fail(c, &err);
+    _cleanup_json_ json_t *repo = load_repo_or_reply(c, &ns);
+    if (!repo)
         return;
-    }
     reg_upload *u = reg_upload_new(r, &ns, repo_name(c), &err);
     if (!u) {
         if (err.type && streq(err.type, "TOOMANYREQUESTS"))
@@ -927,11 +916,9 @@ static void upload_layer_part(aws_call *c)
     json_t *in = aws_call_input(c);
     _cleanup_err_ sk_err err = { 0 };
     reg_ns ns;
-    _cleanup_json_ json_t *repo = load_repo(c, &ns, &err);
-    if (!repo) {
-        fail(c, &err);
+    _cleanup_json_ json_t *repo = load_repo_or_reply(c, &ns);
+    if (!repo)
         return;
-    }
     reg_upload *u = find_api_upload(c, &ns);
     if (!u)
         return;
@@ -977,11 +964,9 @@ static void complete_layer_upload(aws_call *c)
     json_t *in = aws_call_input(c);
     _cleanup_err_ sk_err err = { 0 };
     reg_ns ns;
-    _cleanup_json_ json_t *repo = load_repo(c, &ns, &err);
-    if (!repo) {
-        fail(c, &err);
+    _cleanup_json_ json_t *repo = load_repo_or_reply(c, &ns);
+    if (!repo)
         return;
-    }
     reg_upload *u = find_api_upload(c, &ns);
     if (!u)
         return;
@@ -1039,13 +1024,10 @@ static void complete_layer_upload(aws_call *c)
 static void get_download_url_for_layer(aws_call *c)
 {
     reg_registry *r = R(c);
-    _cleanup_err_ sk_err err = { 0 };
     reg_ns ns;
-    _cleanup_json_ json_t *repo = load_repo(c, &ns, &err);
-    if (!repo) {
-        fail(c, &err);
+    _cleanup_json_ json_t *repo = load_repo_or_reply(c, &ns);
+    if (!repo)
         return;
-    }
     const char *d = js_str(aws_call_input(c), "layerDigest");
     if (!reg_digest_valid(d)) {
         aws_reply_error(c, "InvalidParameterException",
@@ -1097,11 +1079,9 @@ static void set_repository_policy(aws_call *c)
     json_t *in = aws_call_input(c);
     _cleanup_err_ sk_err err = { 0 };
     reg_ns ns;
-    _cleanup_json_ json_t *repo = load_repo(c, &ns, &err);
-    if (!repo) {
-        fail(c, &err);
+    _cleanup_json_ json_t *repo = load_repo_or_reply(c, &ns);
+    if (!repo)
         return;
-    }
     const char *text = js_str(in, "policyText");
     _cleanup_json_ json_t *p = text ? json_loads(text, JSON_REJECT_DUPLICATES, NULL) : NULL;
     json_t *st = js_has(p, "Statement") ? json_object_get(p, "Statement") : NULL;
@@ -1126,11 +1106,9 @@ static void get_or_delete_policy(aws_call *c, bool del)
 {
     _cleanup_err_ sk_err err = { 0 };
     reg_ns ns;
-    _cleanup_json_ json_t *repo = load_repo(c, &ns, &err);
-    if (!repo) {
-        fail(c, &err);
+    _cleanup_json_ json_t *repo = load_repo_or_reply(c, &ns);
+    if (!repo)
         return;
-    }
     _cleanup_free_ char *k = reg_key(&ns, "policy", "%s", repo_name(c));
     _cleanup_json_ json_t *v = store_get_json(R(c)->st, k);
     if (!v) {
@@ -1165,11 +1143,9 @@ static void put_lifecycle_policy(aws_call *c)
     json_t *in = aws_call_input(c);
     _cleanup_err_ sk_err err = { 0 };
     reg_ns ns;
-    _cleanup_json_ json_t *repo = load_repo(c, &ns, &err);
-    if (!repo) {
-        fail(c, &err);
+    _cleanup_json_ json_t *repo = load_repo_or_reply(c, &ns);
+    if (!repo)
         return;
-    }
     const char *text = js_str(in, "lifecyclePolicyText");
     reg_lc_policy p;
     if (reg_lc_parse(text, &p, &err) < 0) {
@@ -1199,11 +1175,9 @@ static void get_or_delete_lifecycle(aws_call *c, bool del)
 {
     _cleanup_err_ sk_err err = { 0 };
     reg_ns ns;
-    _cleanup_json_ json_t *repo = load_repo(c, &ns, &err);
-    if (!repo) {
-        fail(c, &err);
+    _cleanup_json_ json_t *repo = load_repo_or_reply(c, &ns);
+    if (!repo)
         return;
-    }
     _cleanup_free_ char *k = reg_key(&ns, "lifecycle", "%s", repo_name(c));
     _cleanup_json_ json_t *v = store_get_json(R(c)->st, k);
     if (!v) {
@@ -1236,11 +1210,9 @@ static void start_lifecycle_policy_preview(aws_call *c)
     json_t *in = aws_call_input(c);
     _cleanup_err_ sk_err err = { 0 };
     reg_ns ns;
-    _cleanup_json_ json_t *repo = load_repo(c, &ns, &err);
-    if (!repo) {
-        fail(c, &err);
+    _cleanup_json_ json_t *repo = load_repo_or_reply(c, &ns);
+    if (!repo)
         return;
-    }
     const char *text = js_str(in, "lifecyclePolicyText");
     _cleanup_json_ json_t *stored = NULL;
     if (!text) {
@@ -1272,11 +1244,9 @@ static void get_lifecycle_policy_preview(aws_call *c)
     json_t *in = aws_call_input(c);
     _cleanup_err_ sk_err err = { 0 };
     reg_ns ns;
-    _cleanup_json_ json_t *repo = load_repo(c, &ns, &err);
-    if (!repo) {
-        fail(c, &err);
+    _cleanup_json_ json_t *repo = load_repo_or_reply(c, &ns);
+    if (!repo)
         return;
-    }
     _cleanup_free_ char *pk = reg_key(&ns, "lcpreview", "%s", repo_name(c));
     _cleanup_json_ json_t *pv = store_get_json(R(c)->st, pk);
     if (!pv) {
