@@ -11,12 +11,11 @@
 
 #include "basic/alloc.h"
 #include "basic/buf.h"
+#include "basic/macro.h"
 #include "basic/rand.h"
 #include "basic/strutil.h"
 #include "logs-internal.h"
-
-/* Bump when the on-disk layout changes, and add a step to migrations[]. */
-#define SCHEMA_VERSION 1
+#include "shared/sqlutil.h"
 
 struct logs_db {
     sqlite3 *db;
@@ -25,7 +24,8 @@ struct logs_db {
     uint8_t token_key[LOGS_TOKEN_KEY_LEN];
 };
 
-/* migrations[i] takes the schema from version i to i+1. */
+/* migrations[i] takes the schema from version i to i+1; a change of the
+ * on-disk layout adds a step (see sql_open_durable). */
 static const char *const migrations[] = {
     [0] = "CREATE TABLE meta (k TEXT PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID;"
           "CREATE TABLE groups ("
@@ -62,23 +62,6 @@ static const char *const migrations[] = {
           "CREATE INDEX events_by_group ON events (group_id, ts, id);",
 };
 
-static int db_err(sqlite3 *db, sk_err *err, const char *what)
-{
-    return sk_err_set(err, SK_E_SYSTEM, "logs db: %s: %s", what,
-                      db ? sqlite3_errmsg(db) : "no database");
-}
-
-static int exec(sqlite3 *db, const char *sql, sk_err *err)
-{
-    char *msg = NULL;
-    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        int r = sk_err_set(err, SK_E_SYSTEM, "logs db '%.40s': %s", sql, msg ? msg : "?");
-        sqlite3_free(msg);
-        return r;
-    }
-    return 0;
-}
-
 static void finalizep(sqlite3_stmt **st)
 {
     sqlite3_finalize(*st);
@@ -89,7 +72,7 @@ static int prepare(logs_db *db, const char *sql, sqlite3_stmt **ret, sk_err *err
 {
     if (sqlite3_prepare_v2(db->db, sql, -1, ret, NULL) != SQLITE_OK) {
         *ret = NULL;
-        return db_err(db->db, err, "prepare");
+        return sql_err(db->db, err, "prepare");
     }
     return 0;
 }
@@ -99,7 +82,7 @@ static int step_done(logs_db *db, sqlite3_stmt *st, const char *what, sk_err *er
 {
     int r = sqlite3_step(st);
     if (r != SQLITE_DONE && r != SQLITE_ROW)
-        return db_err(db->db, err, what);
+        return sql_err(db->db, err, what);
     return 0;
 }
 
@@ -120,42 +103,6 @@ static char *col_str(sqlite3_stmt *st, int i)
 static int64_t col_i64_or(sqlite3_stmt *st, int i, int64_t def)
 {
     return sqlite3_column_type(st, i) == SQLITE_NULL ? def : sqlite3_column_int64(st, i);
-}
-
-static int get_user_version(sqlite3 *db, int *ret, sk_err *err)
-{
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK)
-        return db_err(db, err, "read schema version");
-    int r = sqlite3_step(st);
-    *ret = r == SQLITE_ROW ? sqlite3_column_int(st, 0) : 0;
-    sqlite3_finalize(st);
-    return 0;
-}
-
-static int migrate(sqlite3 *db, sk_err *err)
-{
-    int v = 0;
-    if (get_user_version(db, &v, err) < 0)
-        return -1;
-    if (v > SCHEMA_VERSION)
-        return sk_err_set(
-                err, SK_E_INVALID,
-                "logs.db was written by a newer skiff (logs schema %d; this build understands up to %d); refusing to open it",
-                v, SCHEMA_VERSION);
-    for (; v < SCHEMA_VERSION; v++) {
-        if (exec(db, "BEGIN IMMEDIATE", err) < 0)
-            return -1;
-        char pragma[64];
-        snprintf(pragma, sizeof(pragma), "PRAGMA user_version = %d", v + 1);
-        if (exec(db, migrations[v], err) < 0 || exec(db, pragma, err) < 0) {
-            exec(db, "ROLLBACK", NULL);
-            return sk_err_wrap(err, "migrate logs schema %d → %d", v, v + 1);
-        }
-        if (exec(db, "COMMIT", err) < 0)
-            return -1;
-    }
-    return 0;
 }
 
 static int load_token_key(logs_db *db, sk_err *err)
@@ -180,7 +127,7 @@ void logs_db_close(logs_db *db)
     if (!db)
         return;
     if (db->in_txn)
-        exec(db->db, "ROLLBACK", NULL);
+        sql_exec(db->db, "ROLLBACK", NULL);
     sqlite3_close(db->db);
     free(db);
 }
@@ -188,18 +135,12 @@ void logs_db_close(logs_db *db)
 int logs_db_open(const char *path, logs_db **ret, sk_err *err)
 {
     logs_db *db = xcalloc(1, sizeof(*db));
-    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
-    if (sqlite3_open_v2(path, &db->db, flags, NULL) != SQLITE_OK) {
-        db_err(db->db, err, "open");
-        logs_db_close(db);
-        return sk_err_wrap(err, "open '%s'", path);
+    if (sql_open_durable(path, "logs database", migrations, (int) ELEMENTSOF(migrations), &db->db,
+                         err) < 0) {
+        free(db);
+        return -1;
     }
-    chmod(path, 0600);
-    sqlite3_busy_timeout(db->db, 5000);
-    if (exec(db->db, "PRAGMA journal_mode=WAL", err) < 0 ||
-        exec(db->db, "PRAGMA synchronous=FULL", err) < 0 ||
-        exec(db->db, "PRAGMA foreign_keys=OFF", err) < 0 || migrate(db->db, err) < 0 ||
-        load_token_key(db, err) < 0) {
+    if (load_token_key(db, err) < 0) {
         logs_db_close(db);
         return sk_err_wrap(err, "open '%s'", path);
     }
@@ -227,11 +168,11 @@ sqlite3 *logs_db_handle(logs_db *db)
 int logs_db_begin(logs_db *db, sk_err *err)
 {
     if (!db->in_txn) {
-        if (exec(db->db, "BEGIN IMMEDIATE", err) < 0)
+        if (sql_exec(db->db, "BEGIN IMMEDIATE", err) < 0)
             return -1;
         db->in_txn = true;
     }
-    if (exec(db->db, "SAVEPOINT op", err) < 0)
+    if (sql_exec(db->db, "SAVEPOINT op", err) < 0)
         return -1;
     db->depth++;
     return 0;
@@ -249,9 +190,9 @@ int logs_db_end(logs_db *db, bool ok, sk_err *err)
         db->depth = 0;
         return sk_err_set(err, SK_E_SYSTEM, "logs db: transaction was rolled back by sqlite");
     }
-    if (!ok && exec(db->db, "ROLLBACK TO op", err) < 0)
+    if (!ok && sql_exec(db->db, "ROLLBACK TO op", err) < 0)
         return -1;
-    return exec(db->db, "RELEASE op", err);
+    return sql_exec(db->db, "RELEASE op", err);
 }
 
 int logs_db_commit(logs_db *db, sk_err *err)
@@ -263,8 +204,8 @@ int logs_db_commit(logs_db *db, sk_err *err)
         db->depth = 0;
         return sk_err_set(err, SK_E_SYSTEM, "logs db: transaction was rolled back by sqlite");
     }
-    if (exec(db->db, "COMMIT", err) < 0) {
-        exec(db->db, "ROLLBACK", NULL);
+    if (sql_exec(db->db, "COMMIT", err) < 0) {
+        sql_exec(db->db, "ROLLBACK", NULL);
         db->in_txn = false;
         db->depth = 0;
         return -1;
@@ -330,7 +271,7 @@ int logs_db_group_create(logs_db *db, const char *account, const char *region, l
     sqlite3_bind_text(cnt, 1, account, -1, SQLITE_STATIC);
     sqlite3_bind_text(cnt, 2, region, -1, SQLITE_STATIC);
     if (sqlite3_step(cnt) != SQLITE_ROW)
-        return db_err(db->db, err, "count log groups");
+        return sql_err(db->db, err, "count log groups");
     if (sqlite3_column_int64(cnt, 0) >= LOGS_MAX_GROUPS)
         return sk_err_typed(err, SK_E_LIMIT, "LimitExceededException", "Resource limit exceeded.");
     _cleanup_stmt_ sqlite3_stmt *st = NULL;
@@ -372,7 +313,7 @@ int logs_db_group_get(logs_db *db, const char *account, const char *region, cons
         return sk_err_typed(err, SK_E_NOT_FOUND, "ResourceNotFoundException",
                             "The specified log group does not exist.");
     if (r != SQLITE_ROW)
-        return db_err(db->db, err, "read log group");
+        return sql_err(db->db, err, "read log group");
     group_from_row(st, ret);
     return 0;
 }
@@ -475,7 +416,7 @@ int logs_db_group_list(logs_db *db, const char *account, const char *region,
         sk_vec_push(ret, g);
     }
     if (r != SQLITE_DONE)
-        return db_err(db->db, err, "list log groups");
+        return sql_err(db->db, err, "list log groups");
     return 0;
 }
 
@@ -551,7 +492,7 @@ int logs_db_stream_get(logs_db *db, int64_t group_id, const char *name, logs_str
         return sk_err_typed(err, SK_E_NOT_FOUND, "ResourceNotFoundException",
                             "The specified log stream does not exist.");
     if (r != SQLITE_ROW)
-        return db_err(db->db, err, "read log stream");
+        return sql_err(db->db, err, "read log stream");
     stream_from_row(st, ret);
     return 0;
 }
@@ -563,7 +504,7 @@ int logs_db_stream_delete(logs_db *db, const logs_stream *s, sk_err *err)
         return -1;
     sqlite3_bind_int64(sum, 1, s->id);
     if (sqlite3_step(sum) != SQLITE_ROW)
-        return db_err(db->db, err, "sum stream size");
+        return sql_err(db->db, err, "sum stream size");
     int64_t bytes = sqlite3_column_int64(sum, 0);
     _cleanup_stmt_ sqlite3_stmt *upd = NULL;
     if (prepare(db,
@@ -623,7 +564,7 @@ int logs_db_stream_list(logs_db *db, int64_t group_id, const logs_stream_query *
         sk_vec_push(ret, s);
     }
     if (r != SQLITE_DONE)
-        return db_err(db->db, err, "list log streams");
+        return sql_err(db->db, err, "list log streams");
     return 0;
 }
 
@@ -670,7 +611,7 @@ int logs_db_put_events(logs_db *db, const logs_stream *s, const logs_new_event *
     sqlite3_bind_int64(upd, 4, n ? last : 0);
     sqlite3_bind_int64(upd, 5, now_ms);
     if (sqlite3_step(upd) != SQLITE_ROW)
-        return db_err(db->db, err, "update stream");
+        return sql_err(db->db, err, "update stream");
     int64_t seq = sqlite3_column_int64(upd, 0);
     if (n) {
         _cleanup_stmt_ sqlite3_stmt *g = NULL;
@@ -739,7 +680,7 @@ int logs_db_scan(logs_db *db, const logs_scan *scan, logs_event_fn fn, void *use
             return k < 0 ? k : 0;
     }
     if (r != SQLITE_DONE)
-        return db_err(db->db, err, "scan events");
+        return sql_err(db->db, err, "scan events");
     return 0;
 }
 
@@ -775,7 +716,7 @@ int logs_db_sweep(logs_db *db, int64_t now_ms, int64_t *ret_deleted, bool *ret_m
         n++;
     }
     if (r != SQLITE_DONE)
-        return db_err(db->db, err, "list retention");
+        return sql_err(db->db, err, "list retention");
     int64_t deleted = 0;
     bool more = false;
     for (size_t i = 0; i < n; i++) {
@@ -792,7 +733,7 @@ int logs_db_sweep(logs_db *db, int64_t now_ms, int64_t *ret_deleted, bool *ret_m
             bytes += sqlite3_column_int64(del, 0);
         }
         if (r != SQLITE_DONE)
-            return db_err(db->db, err, "expire events");
+            return sql_err(db->db, err, "expire events");
         sqlite3_reset(del);
         if (rows == 0)
             continue;

@@ -6,11 +6,10 @@
 #include <sys/stat.h>
 
 #include "basic/alloc.h"
+#include "basic/macro.h"
 #include "basic/strutil.h"
+#include "shared/sqlutil.h"
 #include "store-backend.h"
-
-/* Bump when the on-disk layout changes, and add a step to migrations[]. */
-#define SCHEMA_VERSION 1
 
 typedef struct sqlite_backend {
     sqlite3 *db;
@@ -19,65 +18,14 @@ typedef struct sqlite_backend {
     sqlite3_stmt *setrev;
 } sqlite_backend;
 
-static int db_err(sqlite3 *db, sk_err *err, const char *what)
-{
-    return sk_err_set(err, SK_E_SYSTEM, "%s: %s", what, db ? sqlite3_errmsg(db) : "no database");
-}
-
-static int exec(sqlite3 *db, const char *sql, sk_err *err)
-{
-    char *msg = NULL;
-    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        int r = sk_err_set(err, SK_E_SYSTEM, "sqlite '%.40s': %s", sql, msg ? msg : "?");
-        sqlite3_free(msg);
-        return r;
-    }
-    return 0;
-}
-
-/* migrations[i] takes the schema from version i to i+1. */
+/* migrations[i] takes the schema from version i to i+1; a change of the
+ * on-disk layout adds a step (see sql_open_durable). */
 static const char *const migrations[] = {
     [0] = "CREATE TABLE kv (key TEXT PRIMARY KEY, value BLOB NOT NULL,"
           " create_rev INTEGER NOT NULL, mod_rev INTEGER NOT NULL) WITHOUT ROWID;"
           "CREATE TABLE meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL) WITHOUT ROWID;"
           "INSERT INTO meta VALUES ('revision', 0);",
 };
-
-static int get_user_version(sqlite3 *db, int *ret, sk_err *err)
-{
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK)
-        return db_err(db, err, "read schema version");
-    int r = sqlite3_step(st);
-    *ret = r == SQLITE_ROW ? sqlite3_column_int(st, 0) : 0;
-    sqlite3_finalize(st);
-    return 0;
-}
-
-static int migrate(sqlite3 *db, sk_err *err)
-{
-    int v = 0;
-    if (get_user_version(db, &v, err) < 0)
-        return -1;
-    if (v > SCHEMA_VERSION)
-        return sk_err_set(
-                err, SK_E_INVALID,
-                "the data dir was written by a newer skiff (store schema %d; this build understands up to %d); refusing to open it",
-                v, SCHEMA_VERSION);
-    for (; v < SCHEMA_VERSION; v++) {
-        if (exec(db, "BEGIN IMMEDIATE", err) < 0)
-            return -1;
-        char pragma[64];
-        snprintf(pragma, sizeof(pragma), "PRAGMA user_version = %d", v + 1);
-        if (exec(db, migrations[v], err) < 0 || exec(db, pragma, err) < 0) {
-            exec(db, "ROLLBACK", NULL);
-            return sk_err_wrap(err, "migrate store schema %d → %d", v, v + 1);
-        }
-        if (exec(db, "COMMIT", err) < 0)
-            return -1;
-    }
-    return 0;
-}
 
 static void sb_close(void *p)
 {
@@ -94,17 +42,8 @@ static void sb_close(void *p)
 static int sb_open(const char *location, void **ret, sk_err *err)
 {
     sqlite_backend *b = xcalloc(1, sizeof(*b));
-    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
-    if (sqlite3_open_v2(location, &b->db, flags, NULL) != SQLITE_OK) {
-        db_err(b->db, err, "open");
-        sb_close(b);
-        return -1;
-    }
-    chmod(location, 0600);
-    sqlite3_busy_timeout(b->db, 5000);
-    if (exec(b->db, "PRAGMA journal_mode=WAL", err) < 0 ||
-        exec(b->db, "PRAGMA synchronous=FULL", err) < 0 ||
-        exec(b->db, "PRAGMA foreign_keys=OFF", err) < 0 || migrate(b->db, err) < 0) {
+    if (sql_open_durable(location, "the data dir's state.db", migrations,
+                         (int) ELEMENTSOF(migrations), &b->db, err) < 0) {
         sb_close(b);
         return -1;
     }
@@ -115,7 +54,7 @@ static int sb_open(const char *location, void **ret, sk_err *err)
         sqlite3_prepare_v2(b->db, "DELETE FROM kv WHERE key = ?", -1, &b->del, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(b->db, "UPDATE meta SET v = ? WHERE k = 'revision'", -1, &b->setrev,
                            NULL) != SQLITE_OK) {
-        db_err(b->db, err, "prepare");
+        sql_err(b->db, err, "prepare");
         sb_close(b);
         return -1;
     }
@@ -129,7 +68,7 @@ static int sb_load(void *p, store_load_fn fn, void *userdata, uint64_t *ret_rev,
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(b->db, "SELECT key, value, create_rev, mod_rev FROM kv", -1, &st,
                            NULL) != SQLITE_OK)
-        return db_err(b->db, err, "load");
+        return sql_err(b->db, err, "load");
     int r;
     uint64_t maxrev = 0;
     while ((r = sqlite3_step(st)) == SQLITE_ROW) {
@@ -147,7 +86,7 @@ static int sb_load(void *p, store_load_fn fn, void *userdata, uint64_t *ret_rev,
     }
     sqlite3_finalize(st);
     if (r != SQLITE_DONE)
-        return db_err(b->db, err, "load");
+        return sql_err(b->db, err, "load");
     uint64_t rev = 0;
     if (sqlite3_prepare_v2(b->db, "SELECT v FROM meta WHERE k = 'revision'", -1, &st, NULL) ==
         SQLITE_OK) {
@@ -162,7 +101,7 @@ static int sb_load(void *p, store_load_fn fn, void *userdata, uint64_t *ret_rev,
 static int sb_commit(void *p, const store_op *ops, size_t n, uint64_t rev, sk_err *err)
 {
     sqlite_backend *b = p;
-    if (exec(b->db, "BEGIN IMMEDIATE", err) < 0)
+    if (sql_exec(b->db, "BEGIN IMMEDIATE", err) < 0)
         return -1;
     for (size_t i = 0; i < n; i++) {
         const store_op *o = &ops[i];
@@ -175,9 +114,9 @@ static int sb_commit(void *p, const store_op *ops, size_t n, uint64_t rev, sk_er
             sqlite3_bind_int64(st, 4, (sqlite3_int64) o->mod_rev);
         }
         if (sqlite3_step(st) != SQLITE_DONE) {
-            db_err(b->db, err, "write");
+            sql_err(b->db, err, "write");
             sqlite3_reset(st);
-            exec(b->db, "ROLLBACK", NULL);
+            sql_exec(b->db, "ROLLBACK", NULL);
             return -1;
         }
         sqlite3_reset(st);
@@ -185,13 +124,13 @@ static int sb_commit(void *p, const store_op *ops, size_t n, uint64_t rev, sk_er
     sqlite3_reset(b->setrev);
     sqlite3_bind_int64(b->setrev, 1, (sqlite3_int64) rev);
     if (sqlite3_step(b->setrev) != SQLITE_DONE) {
-        db_err(b->db, err, "write revision");
+        sql_err(b->db, err, "write revision");
         sqlite3_reset(b->setrev);
-        exec(b->db, "ROLLBACK", NULL);
+        sql_exec(b->db, "ROLLBACK", NULL);
         return -1;
     }
     sqlite3_reset(b->setrev);
-    return exec(b->db, "COMMIT", err);
+    return sql_exec(b->db, "COMMIT", err);
 }
 
 const store_backend_ops store_backend_sqlite = {

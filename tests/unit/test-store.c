@@ -519,7 +519,7 @@ TEST(newer_schema_refused)
     ASSERT_NULL(s);
     ASSERT_NOT_NULL(err.msg);
     ASSERT_TRUE(strstr(err.msg, "newer skiff") != NULL);
-    ASSERT_TRUE(strstr(err.msg, "store schema 99") != NULL);
+    ASSERT_TRUE(strstr(err.msg, "schema 99") != NULL);
     ASSERT_TRUE(strstr(err.msg, "refusing to open it") != NULL);
 }
 
