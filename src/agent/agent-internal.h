@@ -153,7 +153,8 @@ struct agent_task {
     char *ip, *mac, *eni_id, *attachment_id;
     bool net_attached;
     bool cgroup_ready;
-    bool reporting;
+    bool reporting;         /* a SubmitTaskStateChange is in flight */
+    bool reporting_stopped; /* ... and it reports the task STOPPED */
     bool report_dirty;
     unsigned report_backoff;
     ev_timer *report_timer;

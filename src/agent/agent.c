@@ -46,6 +46,7 @@ static void report_send(agent_task *t)
     if (t->reporting || !a->registered)
         return;
     t->reporting = true;
+    t->reporting_stopped = t->known == TS_STOPPED;
     t->report_dirty = false;
     json_t *body = agent_task_report_json(t);
     js_set_str(body, "cluster", a->cfg.cluster);
@@ -65,7 +66,9 @@ static void report_done(void *userdata, long status, json_t *resp, const char *t
     t->reporting = false;
     if (status == 200) {
         t->report_backoff = 0;
-        if (t->known == TS_STOPPED)
+        /* Only the report that said STOPPED settles it: a success for an
+         * older state sent before the task stopped does not. */
+        if (t->reporting_stopped)
             t->reported_stopped = true;
         agent_persist_task(t);
         if (t->report_dirty)
@@ -76,8 +79,10 @@ static void report_done(void *userdata, long status, json_t *resp, const char *t
         (streq(type, "InvalidParameterException") || streq(type, "ClusterNotFoundException"))) {
         /* The server no longer knows the task: nothing to report to. */
         log_warn("task %s: state report rejected: %s: %s", t->id, type, msg ? msg : "");
-        if (t->known == TS_STOPPED)
+        if (t->reporting_stopped)
             t->reported_stopped = true;
+        else if (t->known == TS_STOPPED)
+            agent_task_report(t);
         return;
     }
     t->report_dirty = true;

@@ -1611,7 +1611,9 @@ static void on_cleanup(ev_timer *tm, void *userdata)
 {
     agent_task *t = userdata;
     agent *a = t->agent;
-    if (!t->reported_stopped) {
+    /* The task must outlive every callback that refers to it: a report in
+     * flight (report_done) and image pulls (agent_task_image_ready). */
+    if (!t->reported_stopped || t->reporting || t->pulls_pending) {
         ev_timer_arm_in(tm, 5 * USEC_PER_SEC);
         return;
     }

@@ -44,6 +44,7 @@ typedef struct acs_waiter {
     char *instance_id;
     json_t *have;
     bool answered;
+    bool holding; /* counted in the instance's polls_held */
 } acs_waiter;
 
 typedef struct acs_call {
@@ -146,11 +147,21 @@ static void slot_remove_waiter(acs_slot *s, acs_waiter *w)
         }
 }
 
+/* The poll stops waiting: while it waited the agent counted as connected;
+ * its last sign of life is now. */
+static void waiter_release(acs_waiter *w)
+{
+    if (!w->holding)
+        return;
+    w->holding = false;
+    cp_instance_poll_held(w->c, w->ctx.account, w->ctx.region, w->cluster, w->instance_id, false);
+}
+
 static void on_timeout(ev_timer *t, void *userdata)
 {
     acs_waiter *w = userdata;
-    cp_instance_touch(w->c, w->ctx.account, w->ctx.region, w->cluster, w->instance_id);
     slot_remove_waiter(w->slot, w);
+    waiter_release(w);
     answer(w);
 }
 
@@ -166,8 +177,10 @@ static void on_prepare(ev_loop *loop, void *userdata)
         s->dirty = false;
         sk_vec waiters = s->waiters;
         s->waiters = (sk_vec){ 0 };
-        for (size_t j = 0; j < waiters.len; j++)
+        for (size_t j = 0; j < waiters.len; j++) {
+            waiter_release(waiters.items[j]);
             answer(waiters.items[j]);
+        }
         sk_vec_done(&waiters, NULL);
     }
     sk_vec_done(&dirty, NULL);
@@ -179,11 +192,25 @@ static void waiter_free(acs_waiter *w)
         return;
     if (w->slot)
         slot_remove_waiter(w->slot, w);
+    waiter_release(w);
     ev_timer_free(w->timer);
     free(w->cluster);
     free(w->instance_id);
     json_decref(w->have);
     free(w);
+}
+
+/* The agent closed the connection (it died or gave up): stop counting it as
+ * connected from now on, rather than when the poll would have timed out. */
+static void on_hangup(http_req *req)
+{
+    acs_call *ac = http_req_state(req);
+    acs_waiter *w = ac ? ac->w : NULL;
+    if (!w || w->answered)
+        return;
+    slot_remove_waiter(w->slot, w);
+    waiter_release(w);
+    answer(w);
 }
 
 static void on_free(http_req *req)
@@ -270,10 +297,13 @@ static void on_complete(http_req *req)
     w->timer = ev_timer_new(c->loop, on_timeout, w);
     ev_timer_arm_in(w->timer, (usec_t) wait * USEC_PER_SEC);
     sk_vec_push(&s->waiters, w);
+    w->holding = true;
+    cp_instance_poll_held(c, ctx.account, ctx.region, w->cluster, w->instance_id, true);
 }
 
 static const http_req_ops acs_ops = {
     .on_complete = on_complete,
+    .on_hangup = on_hangup,
     .on_free = on_free,
 };
 

@@ -222,6 +222,7 @@ static void note_outcome(cp *c, const key_parts *kp, const cp_task_info *prev,
     n->deployment = xstrdup(t->started_by);
     n->started = started;
     n->failed_to_start = failed;
+    n->created_at = t->created_at;
     sk_vec_push(&c->sched_notes, n);
     cp_sched_kick(c);
 }
@@ -297,6 +298,7 @@ static void on_instance(cp *c, const key_parts *kp, const store_kv *old, const s
     cp_instance_info *prev = sk_omap_remove(cl->instances, kp->id);
     unsigned running = 0, pending = 0;
     usec_t last_seen = 0, prev_watched = 0;
+    unsigned polls_held = 0;
     sk_vec groups = { 0 };
     if (prev) {
         prev_watched = prev->watched_since;
@@ -305,6 +307,7 @@ static void on_instance(cp *c, const key_parts *kp, const store_kv *old, const s
         running = prev->running_tasks;
         pending = prev->pending_tasks;
         last_seen = prev->last_seen;
+        polls_held = prev->polls_held;
         groups = prev->groups;
         prev->groups = (sk_vec){ 0 };
         instance_info_free(prev);
@@ -330,6 +333,7 @@ static void on_instance(cp *c, const key_parts *kp, const store_kv *old, const s
     in->running_tasks = running;
     in->pending_tasks = pending;
     in->last_seen = last_seen;
+    in->polls_held = polls_held;
     in->watched_since = prev_watched ? prev_watched : now_monotonic();
     in->groups = groups;
     in->doc = doc;
@@ -542,20 +546,39 @@ cp_instance_info *cp_instance_find(cp *c, const aws_ctx *ctx, const char *cluste
 
 bool cp_instance_connected(cp *c, const cp_instance_info *ci)
 {
+    if (ci->polls_held)
+        return true;
     if (!ci->last_seen)
         return false;
     return now_monotonic() - ci->last_seen < (usec_t) c->cfg.agent_timeout_sec * USEC_PER_SEC;
 }
 
-void cp_instance_touch(cp *c, const char *account, const char *region, const char *cluster,
-                       const char *instance_id)
+static cp_instance_info *instance_lookup(cp *c, const char *account, const char *region,
+                                         const char *cluster, const char *instance_id)
 {
     char scope[128];
     snprintf(scope, sizeof(scope), "%s/%s", account, region);
     cp_cluster_idx *cl = cluster_idx(c, scope, cluster, false);
-    if (!cl)
-        return;
-    cp_instance_info *in = sk_omap_get(cl->instances, instance_id);
+    return cl ? sk_omap_get(cl->instances, instance_id) : NULL;
+}
+
+void cp_instance_touch(cp *c, const char *account, const char *region, const char *cluster,
+                       const char *instance_id)
+{
+    cp_instance_info *in = instance_lookup(c, account, region, cluster, instance_id);
     if (in)
         in->last_seen = now_monotonic();
+}
+
+void cp_instance_poll_held(cp *c, const char *account, const char *region, const char *cluster,
+                           const char *instance_id, bool held)
+{
+    cp_instance_info *in = instance_lookup(c, account, region, cluster, instance_id);
+    if (!in)
+        return;
+    in->last_seen = now_monotonic();
+    if (held)
+        in->polls_held++;
+    else if (in->polls_held)
+        in->polls_held--;
 }

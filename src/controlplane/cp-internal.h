@@ -72,6 +72,7 @@ struct cp_instance_info {
     bool fargate_ok;      /* may run FARGATE tasks (skiff.capacity lists FARGATE) */
     bool ec2_ok;          /* may run EC2/EXTERNAL tasks */
     usec_t last_seen;     /* monotonic; 0 = never since start */
+    unsigned polls_held;  /* agent polls waiting in cp-acs.c: connected meanwhile */
     usec_t watched_since; /* monotonic: when this server started watching it */
     unsigned running_tasks;
     unsigned pending_tasks;
@@ -146,6 +147,7 @@ typedef struct cp_sched_note {
     char *deployment;     /* startedBy */
     bool started;         /* reached RUNNING */
     bool failed_to_start; /* stopped without ever running */
+    usec_t created_at;    /* the task's createdAt (realtime) */
 } cp_sched_note;
 
 /* --- keys and ARNs (cp.c) --- */
@@ -216,6 +218,10 @@ void cp_index_done(cp *c);
 cp_task_info *cp_task_find(cp *c, const aws_ctx *ctx, const char *cluster, const char *id);
 cp_instance_info *cp_instance_find(cp *c, const aws_ctx *ctx, const char *cluster, const char *id);
 bool cp_instance_connected(cp *c, const cp_instance_info *ci);
+/* An agent poll of the instance starts (held) or stops waiting; both count
+ * as hearing from the agent. */
+void cp_instance_poll_held(cp *c, const char *account, const char *region, const char *cluster,
+                           const char *instance_id, bool held);
 
 /* --- handlers --- */
 #define CP_HANDLER(name) void cp_##name(aws_call *call)

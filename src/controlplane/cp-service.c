@@ -939,12 +939,21 @@ static void apply_notes(sched_ctx *s, const sk_vec *notes)
             if (js_int(internal, "throttleFailures", 0)) {
                 js_set_int(internal, "throttleFailures", 0);
                 js_set(internal, "throttleUntil", NULL);
+                js_set(internal, "throttleCountedAt", NULL);
             }
             s->changed = true;
         } else if (n->failed_to_start) {
-            int64_t f = js_int(internal, "throttleFailures", 0) + 1;
-            js_set_int(internal, "throttleFailures", f);
-            if (f > 3) {
+            /* The throttle counts launch attempts, not tasks: a failure
+             * counts only for a task created after the last counted one, so
+             * a batch that fails together counts once. */
+            double counted = json_number_value(json_object_get(internal, "throttleCountedAt"));
+            bool new_attempt = (double) n->created_at / 1e6 > counted;
+            int64_t f = js_int(internal, "throttleFailures", 0) + (new_attempt ? 1 : 0);
+            if (new_attempt) {
+                js_set_int(internal, "throttleFailures", f);
+                js_set_time(internal, "throttleCountedAt", s->now);
+            }
+            if (new_attempt && f > 3) {
                 usec_t delay = (usec_t) 10 * USEC_PER_SEC << MIN(f - 4, (int64_t) 10);
                 if (delay > MAX_THROTTLE_USEC)
                     delay = MAX_THROTTLE_USEC;
@@ -1000,6 +1009,7 @@ typedef struct stop_cand {
     cp_task_info *t;
     int prio; /* lower stops first */
     unsigned per_instance;
+    bool scale_in; /* picked by pick_scale_in */
 } stop_cand;
 
 static int cand_cmp(const void *a, const void *b)
@@ -1010,6 +1020,86 @@ static int cand_cmp(const void *a, const void *b)
     if (x->per_instance != y->per_instance)
         return x->per_instance > y->per_instance ? -1 : 1;
     return strcmp(x->t->id, y->t->id);
+}
+
+static const char *instance_zone(const cp_instance_info *in)
+{
+    for (size_t i = 0; in && i < in->nattrs; i++)
+        if (streq(in->attrs[i].name, "ecs.availability-zone"))
+            return in->attrs[i].value;
+    return NULL;
+}
+
+static unsigned *count_slot(sk_hmap *m, const char *key)
+{
+    unsigned *n = sk_hmap_get(m, key ? key : "");
+    if (!n) {
+        n = xcalloc(1, sizeof(*n));
+        sk_hmap_put(m, key ? key : "", n);
+    }
+    return n;
+}
+
+/* Picks n tasks to stop for scale-in from cands (primary tasks that may be
+ * stopped) as ECS does: each pick comes from the Availability Zone with the
+ * most of these tasks, then from the instance with the most of them in that
+ * zone; ties go to tasks not yet running, then by task id. The picks are
+ * marked scale_in. */
+static void pick_scale_in(sched_ctx *s, sk_vec *cands, int64_t n)
+{
+    sk_hmap zones, insts;
+    sk_hmap_init(&zones);
+    sk_hmap_init(&insts);
+    const char **zone = xcalloc(cands->len + 1, sizeof(*zone));
+    for (size_t i = 0; i < cands->len; i++) {
+        cp_task_info *t = ((stop_cand *) cands->items[i])->t;
+        cp_instance_info *in =
+                t->instance_id ? sk_omap_get(s->cl->instances, t->instance_id) : NULL;
+        zone[i] = instance_zone(in);
+        (*count_slot(&zones, zone[i]))++;
+        (*count_slot(&insts, t->instance_id))++;
+    }
+    bool *gone = xcalloc(cands->len + 1, sizeof(*gone));
+    for (; n > 0; n--) {
+        ssize_t best = -1;
+        unsigned bz = 0, bi = 0;
+        for (size_t i = 0; i < cands->len; i++) {
+            if (gone[i])
+                continue;
+            cp_task_info *t = ((stop_cand *) cands->items[i])->t;
+            unsigned z = *count_slot(&zones, zone[i]), k = *count_slot(&insts, t->instance_id);
+            cp_task_info *b = best >= 0 ? ((stop_cand *) cands->items[best])->t : NULL;
+            bool better = !b || z > bz || (z == bz && k > bi) ||
+                          (z == bz && k == bi &&
+                           ((t->last < CP_TS_RUNNING) > (b->last < CP_TS_RUNNING) ||
+                            ((t->last < CP_TS_RUNNING) == (b->last < CP_TS_RUNNING) &&
+                             strcmp(t->id, b->id) < 0)));
+            if (better) {
+                best = (ssize_t) i;
+                bz = z;
+                bi = k;
+            }
+        }
+        if (best < 0)
+            break;
+        gone[best] = true;
+        cp_task_info *t = ((stop_cand *) cands->items[best])->t;
+        (*count_slot(&zones, zone[best]))--;
+        (*count_slot(&insts, t->instance_id))--;
+        ((stop_cand *) cands->items[best])->scale_in = true;
+    }
+    free(gone);
+    free(zone);
+    size_t it = 0;
+    const char *k;
+    void *v;
+    while (sk_hmap_next(&zones, &it, &k, &v))
+        free(v);
+    it = 0;
+    while (sk_hmap_next(&insts, &it, &k, &v))
+        free(v);
+    sk_hmap_done(&zones);
+    sk_hmap_done(&insts);
 }
 
 static void stopped_event(sched_ctx *s, json_t *ids)
@@ -1098,6 +1188,16 @@ static void reconcile_replica(sched_ctx *s)
     sk_vec_sort(&cands, cand_cmp);
     int64_t excess_p = p_live - desired;
     unsigned nstopped_planned = 0;
+    sk_vec scale_in = { 0 };
+    for (size_t i = 0; i < cands.len; i++) {
+        stop_cand *sc = cands.items[i];
+        cp_task_info *t = sc->t;
+        bool is_p = pid && streq_ptr(t->started_by, pid);
+        if (!draining_svc && is_p && !on_draining(s, t) && !t->protected_)
+            sk_vec_push(&scale_in, sc);
+    }
+    if (!draining_svc && excess_p > 0)
+        pick_scale_in(s, &scale_in, excess_p);
     for (size_t i = 0; i < cands.len; i++) {
         stop_cand *sc = cands.items[i];
         cp_task_info *t = sc->t;
@@ -1114,10 +1214,8 @@ static void reconcile_replica(sched_ctx *s)
                        t->last < CP_TS_RUNNING;
             else
                 stop = healthy - 1 >= min_healthy && !t->protected_;
-        } else if (excess_p > 0 && !t->protected_) {
-            stop = true;
-            excess_p--;
-        }
+        } else
+            stop = sc->scale_in;
         if (!stop)
             continue;
         if (h)
@@ -1131,6 +1229,7 @@ static void reconcile_replica(sched_ctx *s)
     }
     stopped_event(s, stopped);
     json_decref(stopped);
+    sk_vec_done(&scale_in, NULL);
     sk_vec_done(&cands, free);
     /* Neither start nor stop possible while a deployment is stuck between the bounds. */
     if (!started && !nstopped_planned && old_live > 0 && !draining_svc && total_live >= max_total &&
@@ -1321,7 +1420,7 @@ static void host_lost_pass(cp *c)
             if (streq(in->status, "INACTIVE") || (in->running_tasks + in->pending_tasks) == 0)
                 continue;
             usec_t seen = MAX(in->last_seen, in->watched_since);
-            if (now - seen < c->host_lost_after)
+            if (in->polls_held || now - seen < c->host_lost_after)
                 continue;
             for (sk_omap_node *m = sk_omap_seek(cl->tasks, NULL); m; m = sk_omap_next(m)) {
                 cp_task_info *t = sk_omap_node_value(m);

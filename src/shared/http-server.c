@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -53,6 +54,7 @@ struct http_req {
     bool queued;
     bool suspended;
     bool held;
+    ev_io *hup_io; /* client hangup watch while suspended awaiting a response */
     kv *resp_headers;
     size_t nresp_headers;
 };
@@ -80,10 +82,48 @@ static void kv_free_all(kv *a, size_t n)
     }
 }
 
+static void hangup_unwatch(http_req *r)
+{
+    if (r->hup_io) {
+        ev_io_remove(r->hup_io);
+        r->hup_io = NULL;
+    }
+}
+
+static void on_hangup_io(ev_io *io, int fd, uint32_t events, void *userdata)
+{
+    http_req *r = userdata;
+    hangup_unwatch(r);
+    if (!r->responded && r->ops && r->ops->on_hangup)
+        r->ops->on_hangup(r);
+}
+
+/* Watches for the client closing its end while the request is suspended
+ * waiting for its response, for handlers that asked (ops->on_hangup). */
+static void hangup_watch(http_req *r)
+{
+    if (r->hup_io || r->responded || !r->ops || !r->ops->on_hangup)
+        return;
+    const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (ci && ci->connect_fd >= 0)
+        r->hup_io = ev_io_add(r->srv->loop, ci->connect_fd, EPOLLRDHUP, on_hangup_io, r);
+}
+
+static void req_resume(http_req *r)
+{
+    hangup_unwatch(r);
+    if (r->suspended) {
+        r->suspended = false;
+        MHD_resume_connection(r->conn);
+    }
+}
+
 static void req_free(http_req *r)
 {
     if (!r)
         return;
+    hangup_unwatch(r);
     if (r->prev)
         r->prev->next = r->next;
     else if (r->srv->reqs == r)
@@ -179,6 +219,7 @@ static void build_response(http_req *r)
 
 static void set_response(http_req *r, unsigned status, struct MHD_Response *resp, const char *ctype)
 {
+    hangup_unwatch(r);
     if (r->responded) {
         MHD_destroy_response(resp);
         return;
@@ -195,10 +236,7 @@ static void set_response(http_req *r, unsigned status, struct MHD_Response *resp
         sk_vec_push(&s->held, r);
         return;
     }
-    if (r->suspended) {
-        r->suspended = false;
-        MHD_resume_connection(r->conn);
-    }
+    req_resume(r);
 }
 
 void http_req_respond_take(http_req *r, unsigned status, const char *ctype, char *body, size_t len)
@@ -249,6 +287,7 @@ static enum MHD_Result queue_or_suspend(http_req *r)
     if (!r->suspended) {
         r->suspended = true;
         MHD_suspend_connection(r->conn);
+        hangup_watch(r);
     }
     return MHD_YES;
 }
@@ -347,10 +386,7 @@ static void on_prepare(ev_loop *loop, void *userdata)
         for (size_t i = 0; i < held.len; i++) {
             http_req *r = held.items[i];
             r->held = false;
-            if (r->suspended) {
-                r->suspended = false;
-                MHD_resume_connection(r->conn);
-            }
+            req_resume(r);
         }
         sk_vec_done(&held, NULL);
         run_mhd(s);
@@ -450,10 +486,7 @@ void http_server_free(http_server *s)
         if (!r->responded && r->suspended)
             http_req_respond(r, 503, "text/plain", "shutting down\n", 14);
         r->held = false;
-        if (r->suspended) {
-            r->suspended = false;
-            MHD_resume_connection(r->conn);
-        }
+        req_resume(r);
     }
     sk_vec_done(&s->held, NULL);
     for (int i = 0; i < 10; i++)

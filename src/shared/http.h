@@ -33,6 +33,10 @@ typedef struct http_req_ops {
     /* Streaming body chunk; return < 0 to abort (the handler must have responded). */
     int (*on_body)(http_req *req, const char *data, size_t n);
     void (*on_complete)(http_req *req);
+    /* Optional: the client closed its end while the request waited for a
+     * response (a long poll); the handler should stop waiting and respond
+     * (the response is discarded). Not called once a response was given. */
+    void (*on_hangup)(http_req *req);
     void (*on_free)(http_req *req);
 } http_req_ops;
 

@@ -45,6 +45,7 @@ _OWN_BASETEMP = None
 
 
 def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: very slow test (still run by default)")
     # Other suites may run pytest concurrently on this machine; pytest's rotation of
     # /tmp/pytest-of-<user> would then delete our live data dirs. Use a private basetemp.
     global _OWN_BASETEMP
