@@ -94,6 +94,7 @@ typedef struct agent_container {
     bool ever_started;
     bool stop_signalled;
     bool killed;
+    usec_t stop_deadline; /* realtime: SIGKILL after this once stop_signalled */
     bool has_exit;
     int exit_code;
     char *reason;
@@ -106,9 +107,10 @@ typedef struct agent_container {
     ev_io *sync_io;
     sk_buf sync_buf;
     ev_timer *stop_timer;
-    json_t *bindings;   /* networkBindings */
-    json_t *host_ports; /* dynamic + static host ports this container holds ("tcp/N") */
-    char *netns;        /* bridge mode: own netns */
+    ev_timer *start_timer; /* ECS_CONTAINER_START_TIMEOUT while CS_CREATED */
+    json_t *bindings;      /* networkBindings */
+    json_t *host_ports;    /* dynamic + static host ports this container holds ("tcp/N") */
+    char *netns;           /* bridge mode: own netns */
     bool net_attached;
     usec_t started_at; /* monotonic */
     usec_t finished_at;
@@ -134,6 +136,7 @@ typedef struct agent_container {
     rt_log_cursor log_committed;
     json_t *log_batch;
     uint64_t log_dropped;
+    bool log_drained; /* stopped, and its whole log was shipped (awslogs) */
 } agent_container;
 
 struct agent_task {
@@ -159,7 +162,8 @@ struct agent_task {
     unsigned report_backoff;
     ev_timer *report_timer;
     ev_timer *cleanup_timer;
-    ev_timer *start_timer; /* dependency startTimeout */
+    usec_t cleanup_deferred_since; /* monotonic: first cleanup attempt that waited */
+    ev_timer *start_timer;         /* dependency startTimeout */
     double pull_started_at, pull_stopped_at, stopped_at_epoch;
     unsigned pulls_pending;
     bool reported_stopped;
@@ -193,9 +197,11 @@ struct agent {
     ev_timer *register_timer;
     ev_timer *log_timer;
     ev_timer *gc_timer;
-    sk_omap *tasks; /* arn -> agent_task* */
-    sk_hmap pulls;  /* ref -> pull_job* */
-    sk_hmap ports;  /* "tcp/N" -> owner (non-NULL) */
+    sk_omap *tasks;       /* arn -> agent_task* */
+    sk_hmap pulls;        /* ref -> pull_job* */
+    sk_hmap ports;        /* "tcp/N" -> owner (non-NULL) */
+    sk_hmap port_claims;  /* "tcp/N" -> port_claim* (host-wide claim held) */
+    char *port_claim_dir; /* shared by the host's agents (rt_port_claim) */
     char *runc_root;
     char *cgroup_root;
     char *run_dir;
@@ -246,4 +252,6 @@ void agent_task_cleanup(agent_task *t);
 void agent_pull_request(agent *a, agent_container *c);
 
 /* logship.c */
+/* The container's awslogs output is not all shipped yet. */
+bool agent_logs_pending(const agent_container *c);
 void agent_logs_tick(agent *a);

@@ -502,11 +502,12 @@ static int setup(agent *a, sk_err *err)
     a->run_dir = xasprintf("/run/skiff/%s", a->key);
     a->runc_root = path_join(a->run_dir, "runc");
     a->net_state_dir = path_join(a->run_dir, "net");
+    a->port_claim_dir = xstrdup("/run/skiff/ports");
     a->cgroup_root = xasprintf("/skiff/%s", a->key);
     _cleanup_free_ char *tasks = agent_state_path(a, "tasks");
     _cleanup_free_ char *imgs = agent_state_path(a, "images");
     if ((r = mkdir_p(tasks, 0700)) < 0 || (r = mkdir_p(a->runc_root, 0700)) < 0 ||
-        (r = mkdir_p(a->net_state_dir, 0700)) < 0)
+        (r = mkdir_p(a->net_state_dir, 0700)) < 0 || (r = mkdir_p(a->port_claim_dir, 0700)) < 0)
         return sk_err_sys(err, r, "create agent directories");
     if (!c->simulated && img_store_open(imgs, &a->images, err) < 0)
         return sk_err_wrap(err, "image store");
@@ -581,6 +582,7 @@ static int agent_start(agent *a, ev_loop *loop, agent_api *api, sk_err *err)
     a->tasks = sk_omap_new();
     sk_hmap_init(&a->pulls);
     sk_hmap_init(&a->ports);
+    sk_hmap_init(&a->port_claims);
     if (setup(a, err) < 0)
         return -1;
     a->loop = loop;

@@ -18,13 +18,13 @@
 #define LOGS_TARGET(op)  "Logs_20140328." op
 #define BATCH_MAX_EVENTS 10000
 #define BATCH_MAX_BYTES  (1000 * 1000)
-#define EVENT_MAX_BYTES  (256 * 1024 - 26)
+#define EVENT_OVERHEAD   26 /* bytes PutLogEvents counts per event */
+#define EVENT_MAX_BYTES  (256 * 1024 - EVENT_OVERHEAD)
 #define CALL_TIMEOUT     (30 * USEC_PER_SEC)
 
 typedef struct batch_ctx {
     json_t *events;
     size_t bytes;
-    bool full;
 } batch_ctx;
 
 static void add_record(void *userdata, const rt_log_record *rec)
@@ -39,10 +39,7 @@ static void add_record(void *userdata, const rt_log_record *rec)
     json_t *msg = json_stringn_nocheck(rec->line, n);
     json_array_append_new(b->events, json_pack("{s:I, s:o}", "timestamp",
                                                (json_int_t) (rec->time * 1000.0), "message", msg));
-    b->bytes += n + 26;
-    if (json_array_size(b->events) >= BATCH_MAX_EVENTS ||
-        b->bytes >= BATCH_MAX_BYTES - EVENT_MAX_BYTES)
-        b->full = true;
+    b->bytes += n + EVENT_OVERHEAD;
 }
 
 static void put_done(void *userdata, long status, json_t *resp, const char *type, const char *msg)
@@ -120,9 +117,17 @@ static void ensure_stream(agent_container *c)
         group_done(c, 200, NULL, NULL, NULL);
 }
 
+bool agent_logs_pending(const agent_container *c)
+{
+    /* Without a log stream (say, its group is missing and may not be
+     * created) there is nothing to wait for. */
+    return streq_ptr(c->log_driver, "awslogs") && c->ever_started && c->log_ready &&
+           !c->log_drained;
+}
+
 static void tick_container(agent_container *c)
 {
-    if (!streq_ptr(c->log_driver, "awslogs") || !c->ever_started || c->log_busy)
+    if (!streq_ptr(c->log_driver, "awslogs") || !c->ever_started || c->log_busy || c->log_drained)
         return;
     if (!c->log_ready) {
         ensure_stream(c);
@@ -136,8 +141,16 @@ static void tick_container(agent_container *c)
     batch_ctx b = { .events = json_array() };
     uint64_t dropped_before = c->log_read.dropped;
     sk_err err = { 0 };
-    while (!b.full) {
-        int n = rt_log_read(dir, &c->log_read, 500, add_record, &b, &err);
+    for (;;) {
+        size_t count = json_array_size(b.events);
+        if (count >= BATCH_MAX_EVENTS ||
+            b.bytes + RT_LOG_READ_LINE_MAX + EVENT_OVERHEAD > BATCH_MAX_BYTES)
+            break;
+        /* The budget keeps the batch under PutLogEvents' size limit; what
+         * does not fit stays unread for the next batch. */
+        int n = rt_log_read_budget(dir, &c->log_read,
+                                   (unsigned) MIN(BATCH_MAX_EVENTS - count, (size_t) 500),
+                                   BATCH_MAX_BYTES - b.bytes, EVENT_OVERHEAD, add_record, &b, &err);
         if (n <= 0)
             break;
     }
@@ -154,6 +167,9 @@ static void tick_container(agent_container *c)
     if (json_array_size(b.events) == 0) {
         json_decref(b.events);
         c->log_committed = c->log_read;
+        /* The monitor has written its last record once the container stopped. */
+        if (c->state == CS_STOPPED)
+            c->log_drained = true;
         return;
     }
     c->log_batch = b.events;

@@ -29,6 +29,11 @@
 static void try_start(agent_task *t);
 static void check_stop_progress(agent_task *t);
 static void on_cleanup(ev_timer *tm, void *userdata);
+static void on_stop_timeout(ev_timer *tm, void *userdata);
+static void signal_container(agent_container *c);
+
+/* How long task cleanup waits for unshipped awslogs output. */
+#define LOG_DRAIN_MAX (2 * 60 * USEC_PER_SEC)
 static void container_stopped(agent_container *c, int exit_code, bool has_exit, const char *reason);
 
 static rt_runtime runtime_of(agent *a)
@@ -115,6 +120,7 @@ static void container_free(agent_container *c)
     if (c->sync_fd > 0)
         close(c->sync_fd);
     ev_timer_free(c->stop_timer);
+    ev_timer_free(c->start_timer);
     ev_timer_free(c->health_timer);
     ev_timer_free(c->hc_timeout);
     ev_io_remove(c->hc_io);
@@ -303,6 +309,8 @@ json_t *agent_task_state_json(agent_task *t)
         js_set_bool(o, "netAttached", c->net_attached);
         js_set_str(o, "health", c->health);
         js_set_bool(o, "stopSignalled", c->stop_signalled);
+        if (c->stop_deadline)
+            js_set_int(o, "stopDeadline", (json_int_t) c->stop_deadline);
         js_set(o, "logCursor", cursor_json(&c->log_committed));
         js_set_int(o, "logDropped", (json_int_t) c->log_dropped);
         json_array_append_new(cs, o);
@@ -311,12 +319,49 @@ json_t *agent_task_state_json(agent_task *t)
     return s;
 }
 
+/* A host-wide claim on one host port (rt_port_claim). */
+typedef struct port_claim {
+    char key[32]; /* "tcp/N" */
+    char proto[4];
+    uint16_t port;
+    int fd;
+} port_claim;
+
+static bool claim_host_port(agent *a, const char *proto, uint16_t port)
+{
+    int fd = rt_port_claim(a->port_claim_dir, port, proto);
+    if (fd < 0)
+        return false;
+    port_claim *pc = xcalloc(1, sizeof(*pc));
+    snprintf(pc->key, sizeof(pc->key), "%s/%u", proto, port);
+    snprintf(pc->proto, sizeof(pc->proto), "%s", proto);
+    pc->port = port;
+    pc->fd = fd;
+    port_claim *old = sk_hmap_put(&a->port_claims, pc->key, pc);
+    if (old) {
+        rt_port_unclaim(a->port_claim_dir, old->port, old->proto, old->fd);
+        free(old);
+    }
+    return true;
+}
+
+static void unclaim_host_port(agent *a, const char *key)
+{
+    port_claim *pc = sk_hmap_remove(&a->port_claims, key);
+    if (!pc)
+        return;
+    rt_port_unclaim(a->port_claim_dir, pc->port, pc->proto, pc->fd);
+    free(pc);
+}
+
 static void release_ports(agent *a, agent_container *c)
 {
     size_t i;
     json_t *p;
-    json_array_foreach(c->host_ports, i, p)
+    json_array_foreach(c->host_ports, i, p) {
         sk_hmap_remove(&a->ports, json_string_value(p));
+        unclaim_host_port(a, json_string_value(p));
+    }
 }
 
 static void on_monitor_exit(ev_io *io, int fd, uint32_t events, void *userdata);
@@ -408,13 +453,22 @@ agent_task *agent_task_restore(agent *a, const char *dir)
         if (js_str(o, "health"))
             c->health = xstrdup(js_str(o, "health"));
         c->stop_signalled = js_bool(o, "stopSignalled", false);
+        c->stop_deadline = (usec_t) js_int(o, "stopDeadline", 0);
         cursor_from(js_obj(o, "logCursor"), &c->log_committed);
         c->log_read = c->log_committed;
         c->log_dropped = (uint64_t) js_int(o, "logDropped", 0);
         size_t j;
         json_t *p;
-        json_array_foreach(c->host_ports, j, p)
+        json_array_foreach(c->host_ports, j, p) {
             sk_hmap_put(&a->ports, json_string_value(p), c);
+            /* Take the host-wide claim back (it died with the old process). */
+            char proto[8];
+            unsigned port;
+            if (sscanf(json_string_value(p), "%7[a-z]/%u", proto, &port) == 2 && port <= 65535 &&
+                !claim_host_port(a, proto, (uint16_t) port))
+                log_warn("task %s: host port %s is now claimed by another agent", t->id,
+                         json_string_value(p));
+        }
         setup_logging(c);
         c->log_ready = false;
     }
@@ -644,6 +698,8 @@ static void container_stopped(agent_container *c, int exit_code, bool has_exit, 
     stop_health(c);
     ev_timer_free(c->stop_timer);
     c->stop_timer = NULL;
+    ev_timer_free(c->start_timer);
+    c->start_timer = NULL;
     if (has_exit) {
         c->has_exit = true;
         c->exit_code = exit_code;
@@ -826,9 +882,47 @@ static void start_health(agent_container *c)
 
 /* --- starting --- */
 
+/* ECS_CONTAINER_START_TIMEOUT: the runtime did not start the container in
+ * time. The monitor and the runtime are killed (one process group: the
+ * monitor's session), a half-created container is deleted, and the container
+ * fails to start. */
+static void on_start_timeout(ev_timer *tm, void *userdata)
+{
+    agent_container *c = userdata;
+    agent *a = c->task->agent;
+    if (c->state != CS_CREATED || !c->sync_io)
+        return;
+    ev_io_remove(c->sync_io);
+    c->sync_io = NULL;
+    close(c->sync_fd);
+    c->sync_fd = -1;
+    _cleanup_free_ char *pidfile = path_join(c->dir, "monitor/monitor.pid");
+    _cleanup_free_ char *pidtext = NULL;
+    uint32_t mpid = 0;
+    if (read_full_file(pidfile, 64, &pidtext, NULL) == 0 && pidtext &&
+        parse_u32(strstrip(pidtext), &mpid) == 0 && mpid > 1) {
+        pid_t pg = getpgid((pid_t) mpid);
+        if (pg > 1)
+            kill(-pg, SIGKILL);
+        else
+            kill((pid_t) mpid, SIGKILL);
+    }
+    rt_runtime rt = runtime_of(a);
+    sk_err err = { 0 };
+    (void) rt_runtime_delete(&rt, c->runtime_id, true, &err);
+    sk_err_done(&err);
+    _cleanup_free_ char *reason = xasprintf(
+            "CannotStartContainerError: the runtime did not start the container within %.1fs",
+            (double) a->cfg.start_timeout / USEC_PER_SEC);
+    log_warn("task %s: container %s: %s", c->task->id, c->name, reason);
+    container_stopped(c, 0, false, reason);
+}
+
 static void on_sync(ev_io *io, int fd, uint32_t events, void *userdata)
 {
     agent_container *c = userdata;
+    if (c->start_timer)
+        ev_timer_disarm(c->start_timer);
     char buf[2048];
     ssize_t n = read(fd, buf, sizeof(buf));
     if (n > 0) {
@@ -861,14 +955,36 @@ static void on_sync(ev_io *io, int fd, uint32_t events, void *userdata)
         return;
     }
     log_info("task %s: container %s running (pid %d)", c->task->id, c->name, (int) cpid);
+    if (c->task->desired_stopped) {
+        /* The stop came while the runtime was creating it and reached
+         * nothing then: stop it now, keeping the deadline already set. */
+        log_info("task %s: container %s started after its stop was requested", c->task->id,
+                 c->name);
+        if (c->killed || (c->stop_deadline && c->stop_deadline <= now_realtime()))
+            on_stop_timeout(NULL, c);
+        else {
+            c->stop_signalled = false;
+            signal_container(c);
+        }
+    }
     start_health(c);
     task_state_changed(c->task);
     try_start(c->task);
 }
 
-static bool port_taken(agent *a, const char *key)
+/* Takes host port p: not used by this agent, not claimed by another agent of
+ * the host, and bindable (no host process holds it). */
+static bool take_port(agent *a, const char *proto, uint16_t p)
 {
-    return sk_hmap_get(&a->ports, key) != NULL;
+    char key[32];
+    snprintf(key, sizeof(key), "%s/%u", proto, p);
+    if (sk_hmap_get(&a->ports, key) || !claim_host_port(a, proto, p))
+        return false;
+    if (!rt_port_free(p, proto)) {
+        unclaim_host_port(a, key);
+        return false;
+    }
+    return true;
 }
 
 static int alloc_dynamic_port(agent *a, const char *proto, uint16_t *ret)
@@ -877,9 +993,7 @@ static int alloc_dynamic_port(agent *a, const char *proto, uint16_t *ret)
     unsigned start = (unsigned) (random_u64() % span);
     for (unsigned i = 0; i < span; i++) {
         uint16_t p = (uint16_t) (a->cfg.dyn_port_lo + (start + i) % span);
-        char key[32];
-        snprintf(key, sizeof(key), "%s/%u", proto, p);
-        if (port_taken(a, key) || !rt_port_free(p, proto))
+        if (!take_port(a, proto, p))
             continue;
         *ret = p;
         return 0;
@@ -922,9 +1036,7 @@ static int setup_container_network(agent_container *c, sk_err *err)
             int64_t hp = js_int(pm, "hostPort", 0);
             uint16_t host;
             if (hp > 0) {
-                char key[32];
-                snprintf(key, sizeof(key), "%s/%lld", proto, (long long) hp);
-                if (port_taken(a, key) || !rt_port_free((uint16_t) hp, proto)) {
+                if (hp > 65535 || !take_port(a, proto, (uint16_t) hp)) {
                     free(ports);
                     return sk_err_typed(err, SK_E_CONFLICT, "CannotStartContainerError",
                                         "host port %lld/%s is already in use", (long long) hp,
@@ -1302,6 +1414,9 @@ static int create_container(agent_container *c, sk_err *err)
     c->sync_fd = sfd;
     c->sync_io = ev_io_add(a->loop, sfd, EPOLLIN, on_sync, c);
     c->state = CS_CREATED;
+    if (!c->start_timer)
+        c->start_timer = ev_timer_new(a->loop, on_start_timeout, c);
+    ev_timer_arm_in(c->start_timer, a->cfg.start_timeout);
     agent_persist_task(t);
     return 0;
 }
@@ -1521,8 +1636,17 @@ static void on_sim_stopped(ev_timer *tm, void *userdata)
 static void signal_container(agent_container *c)
 {
     agent *a = c->task->agent;
-    if (c->stop_signalled)
+    if (c->stop_signalled) {
+        /* Signalled before, perhaps by an earlier agent process: the SIGKILL
+         * deadline still stands. */
+        if (!a->cfg.simulated && !(c->stop_timer && ev_timer_armed(c->stop_timer))) {
+            usec_t now = now_realtime();
+            if (!c->stop_timer)
+                c->stop_timer = ev_timer_new(a->loop, on_stop_timeout, c);
+            ev_timer_arm_in(c->stop_timer, c->stop_deadline > now ? c->stop_deadline - now : 0);
+        }
         return;
+    }
     c->stop_signalled = true;
     if (a->cfg.simulated) {
         if (!c->stop_timer)
@@ -1544,6 +1668,7 @@ static void signal_container(agent_container *c)
     if (!c->stop_timer)
         c->stop_timer = ev_timer_new(a->loop, on_stop_timeout, c);
     ev_timer_arm_in(c->stop_timer, timeout);
+    c->stop_deadline = now_realtime() + timeout;
     agent_persist_task(c->task);
 }
 
@@ -1617,11 +1742,21 @@ static void on_cleanup(ev_timer *tm, void *userdata)
         ev_timer_arm_in(tm, 5 * USEC_PER_SEC);
         return;
     }
-    for (size_t i = 0; i < t->ncontainers; i++)
-        if (t->containers[i]->log_batch || t->containers[i]->log_busy) {
-            ev_timer_arm_in(tm, 5 * USEC_PER_SEC);
+    /* Ship the rest of the awslogs output first, but give up on a sink that
+     * stays away (its lines are then lost, as when the log rotates). */
+    if (!t->cleanup_deferred_since)
+        t->cleanup_deferred_since = now_monotonic();
+    bool give_up = now_monotonic() - t->cleanup_deferred_since > LOG_DRAIN_MAX;
+    for (size_t i = 0; i < t->ncontainers; i++) {
+        agent_container *c = t->containers[i];
+        if (c->log_busy || (!give_up && (c->log_batch || agent_logs_pending(c)))) {
+            ev_timer_arm_in(tm, USEC_PER_SEC);
             return;
         }
+        if (agent_logs_pending(c))
+            log_warn("task %s: container %s: cleaning up before its log was shipped", t->id,
+                     c->name);
+    }
     agent_task_cleanup(t);
     sk_omap_remove(a->tasks, t->arn);
     agent_task_free(t);

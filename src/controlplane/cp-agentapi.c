@@ -65,6 +65,25 @@ static void apply_container_change(json_t *ce, const json_t *ch)
         js_set_str(ce, "healthStatus", hs);
 }
 
+/* An ENI attachment with an address: every container lists it under
+ * networkInterfaces, as ECS shows for awsvpc tasks. */
+static void set_network_interfaces(json_t *task, const json_t *att)
+{
+    const char *ip = NULL;
+    size_t i;
+    json_t *d;
+    json_array_foreach(js_arr(att, "details"), i, d)
+        if (streq_ptr(js_str(d, "name"), "privateIPv4Address"))
+            ip = js_str(d, "value");
+    const char *id = js_str(att, "id");
+    if (!ip || !*ip || !id || !streq_ptr(js_str(att, "type"), "ElasticNetworkInterface"))
+        return;
+    json_t *c;
+    json_array_foreach(js_arr(task, "containers"), i, c)
+        js_set(c, "networkInterfaces",
+               json_pack("[{s:s, s:s}]", "attachmentId", id, "privateIpv4Address", ip));
+}
+
 /* Task health: the aggregate of essential containers (UNHEALTHY > UNKNOWN > HEALTHY). */
 static void aggregate_health(json_t *task, const json_t *td)
 {
@@ -192,6 +211,7 @@ static int submit_changes(cp *c, const aws_ctx *ctx, const json_t *in, const jso
                         json_array_append_new(cur, json_pack("{s:s, s:O}", "name", dn, "value",
                                                              json_object_get(d, "value")));
                 }
+                set_network_interfaces(task, a);
             }
         }
     }

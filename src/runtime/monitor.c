@@ -259,6 +259,8 @@ typedef struct log_reader {
     rt_log_cursor *cur;
     unsigned max;
     unsigned delivered;
+    size_t max_bytes, per_record, bytes; /* budget: sum of len + per_record */
+    bool full;                           /* the next record would exceed it */
     void (*fn)(void *userdata, const rt_log_record *rec);
     void *userdata;
     bool check_resume; /* resumed without file_seq: verify the next record */
@@ -322,6 +324,12 @@ static uint64_t log_line(log_reader *lr, const char *line, size_t n)
     if (ts && parse_rfc3339(ts, &t) >= 0)
         rec.time = usec_to_epoch(t);
 
+    size_t cost = rec.len + lr->per_record;
+    if (cost > lr->max_bytes - lr->bytes) {
+        lr->full = true; /* left unconsumed for the next call */
+        return 0;
+    }
+    lr->bytes += cost;
     if (seq > lr->cur->seq + 1)
         lr->cur->dropped += seq - lr->cur->seq - 1;
     lr->cur->seq = seq;
@@ -378,7 +386,7 @@ static int log_read_file(log_reader *lr, const log_file *f, uint64_t offset, boo
     if (first)
         lr->cur->file_seq = 0;
     for (;;) {
-        if (lr->delivered >= lr->max || lr->resume_bad)
+        if (lr->delivered >= lr->max || lr->resume_bad || lr->full)
             return 0;
         if (len == lr->alloc)
             reader_grow(lr);
@@ -403,6 +411,8 @@ static int log_read_file(log_reader *lr, const log_file *f, uint64_t offset, boo
             size_t end = (size_t) (nl - lr->buf);
             if (!skipping) {
                 uint64_t seq = log_line(lr, lr->buf + start, end - start);
+                if (lr->full)
+                    return 0;
                 if (first && seq) {
                     lr->cur->file_seq = seq;
                     first = false;
@@ -435,6 +445,13 @@ static int log_read_file(log_reader *lr, const log_file *f, uint64_t offset, boo
 
 int rt_log_read(const char *dir, rt_log_cursor *cur, unsigned max,
                 void (*fn)(void *userdata, const rt_log_record *rec), void *userdata, sk_err *err)
+{
+    return rt_log_read_budget(dir, cur, max, SIZE_MAX, 0, fn, userdata, err);
+}
+
+int rt_log_read_budget(const char *dir, rt_log_cursor *cur, unsigned max, size_t max_bytes,
+                       size_t per_record, void (*fn)(void *userdata, const rt_log_record *rec),
+                       void *userdata, sk_err *err)
 {
     log_file files[LOG_FILES_SCAN];
     size_t nfiles = 0;
@@ -498,6 +515,8 @@ int rt_log_read(const char *dir, rt_log_cursor *cur, unsigned max,
         .dir = dir,
         .cur = cur,
         .max = max,
+        .max_bytes = max_bytes,
+        .per_record = per_record,
         .fn = fn,
         .userdata = userdata,
         .alloc = LOG_READ_CHUNK,

@@ -151,3 +151,10 @@ typedef struct rt_log_record {
 #define RT_LOG_READ_LINE_MAX (128 * 1024)
 int rt_log_read(const char *dir, rt_log_cursor *cur, unsigned max,
                 void (*fn)(void *userdata, const rt_log_record *rec), void *userdata, sk_err *err);
+/* rt_log_read that also stops before a record would take the sum of
+ * (len + per_record) over max_bytes; that record stays unconsumed for the
+ * next call. A record's len is at most RT_LOG_READ_LINE_MAX, so a budget
+ * below RT_LOG_READ_LINE_MAX + per_record can stop progress. */
+int rt_log_read_budget(const char *dir, rt_log_cursor *cur, unsigned max, size_t max_bytes,
+                       size_t per_record, void (*fn)(void *userdata, const rt_log_record *rec),
+                       void *userdata, sk_err *err);

@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
@@ -812,6 +813,43 @@ int rt_cni_del(const rt_net_config *cfg, const char *network, const char *id,
 }
 
 /* ---- host ports ---- */
+
+static char *claim_path(const char *dir, uint16_t port, const char *protocol)
+{
+    return xasprintf("%s/%s-%u", dir, streq_ptr(protocol, "udp") ? "udp" : "tcp", port);
+}
+
+int rt_port_claim(const char *dir, uint16_t port, const char *protocol)
+{
+    _cleanup_free_ char *path = claim_path(dir, port, protocol);
+    for (int attempt = 0; attempt < 5; attempt++) {
+        int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0)
+            return -errno;
+        if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+            int e = errno;
+            close(fd);
+            return e == EWOULDBLOCK ? -EADDRINUSE : -e;
+        }
+        /* The holder may have unlinked it between our open and flock: the
+         * lock only counts on the file that is still at path. */
+        struct stat a, b;
+        if (fstat(fd, &a) == 0 && stat(path, &b) == 0 && a.st_ino == b.st_ino &&
+            a.st_dev == b.st_dev)
+            return fd;
+        close(fd);
+    }
+    return -EAGAIN;
+}
+
+void rt_port_unclaim(const char *dir, uint16_t port, const char *protocol, int fd)
+{
+    if (fd < 0)
+        return;
+    _cleanup_free_ char *path = claim_path(dir, port, protocol);
+    (void) unlink(path); /* while still locked, so no one holds a lock on it */
+    close(fd);
+}
 
 bool rt_port_free(uint16_t port, const char *protocol)
 {

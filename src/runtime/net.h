@@ -107,6 +107,14 @@ int rt_cni_del(const rt_net_config *cfg, const char *network, const char *id,
  * not sockets: the agent must track its own allocations as well. */
 bool rt_port_free(uint16_t port, const char *protocol);
 
+/* Host-wide claims on host ports, shared by every agent of the host: the file
+ * DIR/<proto>-<port> locked with an exclusive flock, so a claim dies with its
+ * process. Returns the fd that holds the claim, -EADDRINUSE when another
+ * process holds it, or another -errno. */
+int rt_port_claim(const char *dir, uint16_t port, const char *protocol);
+/* Gives up a claim (fd from rt_port_claim; < 0 is ignored). */
+void rt_port_unclaim(const char *dir, uint16_t port, const char *protocol, int fd);
+
 /* For tests and fuzzing: parses "a.b.c.d/n" (-EINVAL when malformed). */
 int rt_parse_ipv4_cidr(const char *s, uint32_t *ret_addr, unsigned *ret_prefix);
 /* Fills ret from a CNI 1.0 result: the IPv4 address on the sandbox interface

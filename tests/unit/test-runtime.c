@@ -229,6 +229,32 @@ TEST(log_read_basic)
     rm_rf(d);
 }
 
+TEST(log_read_budget)
+{
+    _cleanup_free_ char *d = make_tmpdir();
+    ASSERT_NOT_NULL(d);
+    rt_log_cursor cur = { 0 };
+    sink s = { .ordered = true };
+    _cleanup_err_ sk_err err = { 0 };
+    /* Records of 10 bytes ("0123456789") plus 5 per record: 15 each. */
+    for (uint64_t i = 1; i <= 10; i++)
+        append_rec(d, "container.log", i, "0123456789\\n");
+    ASSERT_EQ(rt_log_read_budget(d, &cur, 100, 44, 5, sink_fn, &s, &err), 2);
+    ASSERT_EQ(cur.seq, 2);
+    /* The refused record was not consumed: the next call starts with it. */
+    ASSERT_EQ(rt_log_read_budget(d, &cur, 100, 45, 5, sink_fn, &s, &err), 3);
+    ASSERT_EQ(cur.seq, 5);
+    /* Too small for even one record: nothing is consumed. */
+    ASSERT_EQ(rt_log_read_budget(d, &cur, 100, 14, 5, sink_fn, &s, &err), 0);
+    ASSERT_EQ(cur.seq, 5);
+    ASSERT_EQ(rt_log_read(d, &cur, 100, sink_fn, &s, &err), 5);
+    ASSERT_EQ(cur.seq, 10);
+    ASSERT_EQ(s.n, 10);
+    ASSERT_TRUE(s.ordered);
+    ASSERT_EQ(cur.dropped, 0);
+    rm_rf(d);
+}
+
 TEST(log_read_rotation)
 {
     _cleanup_free_ char *d = make_tmpdir();
