@@ -371,6 +371,7 @@ static void on_instance(cp *c, const key_parts *kp, const store_kv *old, const s
         in->attrs[in->nattrs++] = (sched_attr){ js_str(a, "name"), js_str(a, "value") };
     }
     in->registered_at = (usec_t) (json_number_value(json_object_get(doc, "registeredAt")) * 1e6);
+    in->agent_version = js_str(js_obj(doc, "versionInfo"), "agentVersion");
     sk_omap_put(cl->instances, kp->id, in);
     if (instance_registered(in->status) && !in->managed)
         cl->registered_instances++;

@@ -442,26 +442,16 @@ typedef struct qtarget {
 static const char *q_attribute(void *ud, const char *name)
 {
     qtarget *t = ud;
-    size_t i;
-    json_t *a;
-    json_array_foreach(js_arr(t->in->doc, "attributes"), i, a) {
-        if (streq_ptr(js_str(a, "name"), name))
-            return js_str_or(a, "value", "");
-    }
+    for (size_t i = 0; i < t->in->nattrs; i++)
+        if (streq(t->in->attrs[i].name, name))
+            return t->in->attrs[i].value ? t->in->attrs[i].value : "";
     return NULL;
 }
 
 static bool q_has_task_group(void *ud, const char *group)
 {
     qtarget *t = ud;
-    cp_cluster_idx *cl = t->in->cluster;
-    for (sk_omap_node *n = sk_omap_seek(cl->tasks, NULL); n; n = sk_omap_next(n)) {
-        cp_task_info *ti = sk_omap_node_value(n);
-        if (ti->instance_id && streq(ti->instance_id, t->in->id) && ti->last != CP_TS_STOPPED &&
-            streq_ptr(ti->group, group))
-            return true;
-    }
-    return false;
+    return cp_instance_group_count(t->in, group) > 0;
 }
 
 void cp_query_target_init(cp *c, cp_instance_info *in, sched_query_target *qt, void *storage)
@@ -474,10 +464,9 @@ void cp_query_target_init(cp *c, cp_instance_info *in, sched_query_target *qt, v
         .has_task_group = q_has_task_group,
         .userdata = t,
         .agent_connected = cp_instance_connected(c, in),
-        .agent_version = js_str(js_obj(in->doc, "versionInfo"), "agentVersion"),
+        .agent_version = in->agent_version,
         .ec2_instance_id = in->ec2_instance_id,
-        .registered_at_usec =
-                (usec_t) (json_number_value(json_object_get(in->doc, "registeredAt")) * 1e6),
+        .registered_at_usec = in->registered_at,
         .running_tasks_count = in->running_tasks,
     };
 }

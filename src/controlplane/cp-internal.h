@@ -85,6 +85,7 @@ struct cp_instance_info {
     sched_attr *attrs; /* names/values point into doc */
     size_t nattrs;
     usec_t registered_at;
+    const char *agent_version; /* in doc */
     sk_vec groups; /* cp_group_count*: live tasks per task group */
 };
 

@@ -67,6 +67,17 @@ def wait_running(ecs, cluster, tasks, timeout=60):
     return wait_for(ok, timeout, 0.1, "tasks to run")
 
 
+def wait_settled(ecs, cluster, tasks, timeout=60):
+    """Waits until every task is RUNNING or STOPPED; returns their descriptions."""
+    arns = [t["taskArn"] for t in tasks]
+
+    def ok():
+        d = describe_tasks(ecs, cluster, arns)
+        return all(t["lastStatus"] in ("RUNNING", "STOPPED") for t in d) and d
+
+    return wait_for(ok, timeout, 0.1, "tasks to run or stop")
+
+
 def spread_az():
     return [{"type": "spread", "field": "attribute:ecs.availability-zone"}]
 
@@ -165,7 +176,12 @@ def test_run_task_failure_static_host_port_in_use(trio):
     assert len(out["tasks"]) == 2
     assert a not in {t["containerInstanceArn"] for t in out["tasks"]}
     assert reasons(out["failures"]) == {x: "RESOURCE:PORTS" for x in trio.arn.values()}
-    wait_running(ecs, cl, out["tasks"])
+    # The three agents share this one host, so the agents themselves refuse a
+    # host port another agent of the host already publishes.
+    in_use = f"CannotStartContainerError: host port {port}/tcp is already in use"
+    settled = wait_settled(ecs, cl, out["tasks"])
+    assert [t["lastStatus"] for t in settled] == ["STOPPED", "STOPPED"], settled
+    assert all(t["containers"][0].get("reason") == in_use for t in settled), settled
     # UDP ports are their own resource.
     udp = ecs.register_task_definition(family=unique("udp"), containerDefinitions=[{
         "name": "app", "image": trio.images.good, "cpu": 16, "memory": 32,
@@ -175,7 +191,12 @@ def test_run_task_failure_static_host_port_in_use(trio):
     out = run(ecs, cl, udp, count=4)
     assert len(out["tasks"]) == 3
     assert reasons(out["failures"]) == {x: "RESOURCE:PORTS_UDP" for x in trio.arn.values()}
-    wait_running(ecs, cl, out["tasks"])
+    # One host: the first agent to publish the UDP port keeps it.
+    settled = wait_settled(ecs, cl, out["tasks"])
+    assert sorted(t["lastStatus"] for t in settled) == ["RUNNING", "STOPPED", "STOPPED"], settled
+    assert all(t["containers"][0].get("reason") ==
+               f"CannotStartContainerError: host port {port}/udp is already in use"
+               for t in settled if t["lastStatus"] == "STOPPED"), settled
 
 
 def test_run_task_failure_attribute(trio):
