@@ -732,6 +732,19 @@ static bool task_healthy(sched_ctx *s, const cp_task_info *t)
     return t->started_at && s->now >= t->started_at + s->c->healthy_delay;
 }
 
+/* Whether a task counts towards minimumHealthyPercent. A task of the primary
+ * deployment must prove itself first (its health check, or running for the
+ * healthy delay); a RUNNING task of an older deployment counts unless a
+ * health check says otherwise, as ECS counts a RUNNING task without health
+ * check as healthy. So old tasks are not stopped below the floor while the
+ * new ones settle. */
+static bool floor_healthy(sched_ctx *s, const cp_task_info *t, bool primary)
+{
+    if (task_healthy(s, t))
+        return true;
+    return !primary && t->last == CP_TS_RUNNING && t->desired != CP_TS_STOPPED && !t->health;
+}
+
 static bool task_unhealthy(sched_ctx *s, const cp_task_info *t)
 {
     if (t->health != 'U' || t->desired == CP_TS_STOPPED || !t->started_at)
@@ -1141,7 +1154,7 @@ static void reconcile_replica(sched_ctx *s)
         if (t->desired == CP_TS_STOPPED)
             continue; /* already stopping */
         bool is_p = pid && streq_ptr(t->started_by, pid);
-        bool h = task_healthy(s, t);
+        bool h = floor_healthy(s, t, is_p);
         bool drain = on_draining(s, t);
         if (task_unhealthy(s, t)) {
             stop_task(s, t, "Task failed container health checks");
@@ -1203,7 +1216,7 @@ static void reconcile_replica(sched_ctx *s)
         cp_task_info *t = sc->t;
         bool is_p = pid && streq_ptr(t->started_by, pid);
         bool drain = on_draining(s, t);
-        bool h = task_healthy(s, t);
+        bool h = floor_healthy(s, t, is_p);
         bool stop = false;
         if (draining_svc)
             stop = true;

@@ -186,6 +186,34 @@ def test_rolling_update_respects_min_and_max(sim, desired, minp, maxp):
                             t["stoppedReason"]), t["stoppedReason"]
 
 
+def test_update_right_after_a_rollout_keeps_the_floor(sim):
+    """UpdateService before the tasks of the previous rollout have proved
+    themselves (they run, without health check, for less than the healthy
+    delay): those RUNNING tasks still count towards minimumHealthyPercent, so
+    the service never has fewer than desiredCount running tasks."""
+    ecs, cl = sim.ecs, sim.cluster
+    desired = 4
+    fam = unique("quick")
+    td1 = register_td(ecs, "busybox:1", family=fam)
+    td2 = register_td(ecs, "busybox:2", family=fam)
+    name = create_service(ecs, cl, td1, desired, 100, 200)
+    wait_for(lambda: describe_service(ecs, cl, name)["runningCount"] == desired, 30, 0.01,
+             "the first tasks to run")
+    ecs.update_service(cluster=cl, service=name, taskDefinition=td2["taskDefinitionArn"])
+    lowest = desired
+    deadline = time.monotonic() + 60
+    while True:
+        tasks = describe_tasks(ecs, cl, list_task_arns(ecs, cl, serviceName=name,
+                                                       desiredStatus="RUNNING"))
+        running = [t for t in tasks if t["lastStatus"] == "RUNNING"]
+        lowest = min(lowest, len(running))
+        if (len(running) == desired and
+                all(t["taskDefinitionArn"] == td2["taskDefinitionArn"] for t in running)):
+            break
+        assert time.monotonic() < deadline, "the rollout did not converge"
+    assert lowest >= desired, f"only {lowest} running tasks during the rollout"
+
+
 def test_rolling_update_blocked_by_configuration(sim):
     """desired 3, minimumHealthyPercent 100, maximumPercent 125: the floor is
     3 and the ceiling floor(3.75) = 3, so no task may stop first and none may
