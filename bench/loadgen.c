@@ -54,9 +54,9 @@ enum slot_state { S_DISC, S_CONNECTING, S_WRITING, S_READING, S_IDLE };
 typedef struct {
     int fd;
     enum slot_state st;
-    uint64_t req_no;   /* index of the request in flight */
-    uint64_t t_sched;  /* scheduled (open) or dispatch (closed) time */
-    uint64_t t_disp;   /* when handed to this connection */
+    uint64_t req_no;  /* index of the request in flight */
+    uint64_t t_sched; /* scheduled (open) or dispatch (closed) time */
+    uint64_t t_disp;  /* when handed to this connection */
     const request *rq;
     size_t woff;
     char *rbuf;
@@ -551,7 +551,8 @@ static void run_closed(double duration, uint64_t count, double drain)
         if (busy == 0)
             break;
         uint64_t t = now_ns();
-        uint64_t end = c_deadline == UINT64_MAX ? UINT64_MAX : c_deadline + (uint64_t) (drain * NSEC);
+        uint64_t end =
+                c_deadline == UINT64_MAX ? UINT64_MAX : c_deadline + (uint64_t) (drain * NSEC);
         if (t > end)
             break;
         int timeout_ms = 100;
@@ -610,11 +611,10 @@ static void print_dist(const char *name, uint64_t *v, size_t n, size_t total, bo
 
 static void usage(void)
 {
-    fprintf(stderr,
-            "usage: loadgen -a HOST:PORT -f REQFILE [-c CONNS] [-d SECONDS] [-r RATE]\n"
-            "               [-n COUNT] [-m SUBSTRING] [-t DRAIN_SECONDS]\n"
-            "  -r RATE  open loop at RATE req/s (default: closed loop)\n"
-            "  -m STR   count 2xx responses whose body lacks STR as 'mismatch'\n");
+    fprintf(stderr, "usage: loadgen -a HOST:PORT -f REQFILE [-c CONNS] [-d SECONDS] [-r RATE]\n"
+                    "               [-n COUNT] [-m SUBSTRING] [-t DRAIN_SECONDS]\n"
+                    "  -r RATE  open loop at RATE req/s (default: closed loop)\n"
+                    "  -m STR   count 2xx responses whose body lacks STR as 'mismatch'\n");
     exit(2);
 }
 

@@ -27,11 +27,11 @@
         __typeof__(b) _b = (b); \
         _a > _b ? _a : _b;      \
     })
-#define CLAMP(x, lo, hi)                                                                           \
-    ({                                                                                             \
-        __typeof__(x) _cx = (x);                                                                   \
-        __typeof__(x) _clo = (lo), _chi = (hi);                                                    \
-        _cx < _clo ? _clo : _cx > _chi ? _chi : _cx;                                               \
+#define CLAMP(x, lo, hi)                                   \
+    ({                                                     \
+        __typeof__(x) _cx = (x);                           \
+        __typeof__(x) _clo = (lo), _chi = (hi);            \
+        (_cx < _clo) ? _clo : ((_cx > _chi) ? _chi : _cx); \
     })
 
 /* Hand over ownership: returns the value and resets the variable so that its

@@ -86,7 +86,7 @@ struct cp_instance_info {
     size_t nattrs;
     usec_t registered_at;
     const char *agent_version; /* in doc */
-    sk_vec groups; /* cp_group_count*: live tasks per task group */
+    sk_vec groups;             /* cp_group_count*: live tasks per task group */
 };
 
 /* Active revisions of a task-definition family, ascending. */

@@ -279,7 +279,8 @@ int reg_gc_run(reg_registry *r, sk_err *err)
         if (strlen(de->d_name) != SHA256_HEX_LEN || !is_hex(de->d_name, SHA256_HEX_LEN))
             continue;
         char digest[CAS_DIGEST_MAX];
-        snprintf(digest, sizeof(digest), "sha256:%s", de->d_name);
+        memcpy(digest, "sha256:", 7);
+        memcpy(digest + 7, de->d_name, SHA256_HEX_LEN + 1);
         gc_ent *e = sk_hmap_get(&g.ents, digest);
         if (e && e->referenced)
             continue;

@@ -54,6 +54,11 @@ static bool msg_has(const char *msg, const char *needle)
                      _e.msg ? _e.msg : "-");                                          \
     } while (0)
 
+static const char *needle_or_any(const char *n)
+{
+    return n ? n : "(any)";
+}
+
 /* Expects a failure of the given type whose message contains needle (NULL: any). */
 #define ASSERT_INVALID(svc, op, json, type_, needle)                                        \
     do {                                                                                    \
@@ -70,7 +75,7 @@ static bool msg_has(const char *msg, const char *needle)
             TAP_FAIL("code %d != SK_E_INVALID", (int) _e.code);                             \
         if (!msg_has(_e.msg, (needle)))                                                     \
             TAP_FAIL("%s %s: message '%s' lacks '%s'", (op), (json), _e.msg ? _e.msg : "",  \
-                     (const char *) (needle));                                              \
+                     needle_or_any(needle));                                                \
     } while (0)
 
 #define MINIMAL_TD \
