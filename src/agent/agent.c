@@ -111,7 +111,7 @@ void agent_persist_task(agent_task *t)
     char *data = json_dumps(s, JSON_COMPACT | JSON_REAL_PRECISION(15));
     json_decref(s);
     char *path = path_join(t->dir, "state.json");
-    int r = write_file_atomic(path, data, strlen(data), 0600);
+    int r = write_file_replace(path, data, strlen(data), 0600);
     if (r < 0)
         log_error("persist task %s: %s", t->id, strerror(-r));
     free(path);

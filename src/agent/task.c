@@ -1163,9 +1163,9 @@ static int write_etc_files(agent_container *c, const char *hostname, const char 
     }
     _cleanup_free_ char *hline = xasprintf("%s\n", hostname);
     int q;
-    if ((q = write_file_atomic(hosts, h.data, h.len, 0644)) < 0 ||
-        (q = write_file_atomic(hn, hline, strlen(hline), 0644)) < 0 ||
-        (q = write_file_atomic(rc, r.data, r.len, 0644)) < 0) {
+    if ((q = write_file_replace(hosts, h.data, h.len, 0644)) < 0 ||
+        (q = write_file_replace(hn, hline, strlen(hline), 0644)) < 0 ||
+        (q = write_file_replace(rc, r.data, r.len, 0644)) < 0) {
         sk_buf_done(&h);
         sk_buf_done(&r);
         return sk_err_sys(err, q, "write /etc files for %s", c->name);
@@ -1379,7 +1379,7 @@ static int create_container(agent_container *c, sk_err *err)
     char *data = json_dumps(cfg, JSON_COMPACT);
     json_decref(cfg);
     _cleanup_free_ char *cfgpath = path_join(bundle, "config.json");
-    r = write_file_atomic(cfgpath, data, strlen(data), 0600);
+    r = write_file_replace(cfgpath, data, strlen(data), 0600);
     free(data);
     if (r < 0)
         return sk_err_sys(err, r, "write config.json");

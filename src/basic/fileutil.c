@@ -87,7 +87,7 @@ int fsync_dir_of(const char *path)
     return r;
 }
 
-int write_file_atomic(const char *path, const void *p, size_t n, mode_t mode)
+static int write_via_temp(const char *path, const void *p, size_t n, mode_t mode, bool durable)
 {
     char suffix[17];
     random_hex(suffix, 16);
@@ -101,7 +101,7 @@ int write_file_atomic(const char *path, const void *p, size_t n, mode_t mode)
     int r = write_all(fd, p, n);
     if (r == 0 && fchmod(fd, mode) < 0)
         r = -errno;
-    if (r == 0 && fsync(fd) < 0)
+    if (r == 0 && durable && fsync(fd) < 0)
         r = -errno;
     close(fd);
     if (r == 0 && rename(tmp, path) < 0)
@@ -109,9 +109,19 @@ int write_file_atomic(const char *path, const void *p, size_t n, mode_t mode)
     if (r < 0)
         unlink(tmp);
     free(tmp);
-    if (r == 0)
+    if (r == 0 && durable)
         r = fsync_dir_of(path);
     return r;
+}
+
+int write_file_atomic(const char *path, const void *p, size_t n, mode_t mode)
+{
+    return write_via_temp(path, p, n, mode, true);
+}
+
+int write_file_replace(const char *path, const void *p, size_t n, mode_t mode)
+{
+    return write_via_temp(path, p, n, mode, false);
 }
 
 int mkdir_p(const char *path, mode_t mode)

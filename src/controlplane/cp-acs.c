@@ -86,10 +86,8 @@ static json_t *build_answer(cp *c, const aws_ctx *ctx, const char *cluster, cons
     json_t *tasks = json_array();
     cp_cluster_idx *cl = cp_cluster_idx_get(c, ctx, cluster, false);
     cp_instance_info *in = cl ? sk_omap_get(cl->instances, id) : NULL;
-    for (sk_omap_node *n = cl ? sk_omap_seek(cl->tasks, NULL) : NULL; n; n = sk_omap_next(n)) {
-        cp_task_info *t = sk_omap_node_value(n);
-        if (!t->instance_id || !streq(t->instance_id, id) || t->last == CP_TS_STOPPED)
-            continue;
+    for (size_t i = 0; in && i < in->tasks.len; i++) {
+        const cp_task_info *t = in->tasks.items[i];
         const store_kv *kv = store_get(c->st, t->key);
         _cleanup_json_ json_t *doc = kv ? json_loadb(kv->value, kv->len, 0, NULL) : NULL;
         if (!doc)

@@ -85,6 +85,8 @@ static void task_info_free(cp_task_info *t)
     free(t->group);
     free(t->service_name);
     free(t->launch_type);
+    free(t->rsv_ports[0]);
+    free(t->rsv_ports[1]);
     free(t);
 }
 
@@ -137,10 +139,13 @@ static void instance_info_free(cp_instance_info *i)
 {
     if (!i)
         return;
-    free(i->ports);
-    free(i->ports_udp);
+    for (int k = 0; k < 2; k++) {
+        free(i->ports[k]);
+        free(i->used_ports[k]);
+    }
     free(i->attrs);
     sk_vec_done(&i->groups, group_count_free);
+    sk_vec_done(&i->tasks, NULL);
     free(i->key);
     free(i->id);
     free(i->arn);
@@ -161,6 +166,64 @@ static bool is_running(cp_task_status s)
            s == CP_TS_DEPROVISIONING;
 }
 
+/* Adds (delta > 0) or removes the task's reservation on the instance. */
+static void reservation_add(cp_instance_info *in, const cp_task_info *t, int delta)
+{
+    if (!t->reserves)
+        return;
+    in->used_cpu += delta * t->rsv_cpu;
+    in->used_memory += delta * t->rsv_memory;
+    for (int k = 0; k < 2; k++) {
+        for (size_t j = 0; j < t->rsv_nports[k]; j++) {
+            uint16_t port = t->rsv_ports[k][j];
+            if (delta > 0) {
+                if (in->nused_ports[k] == in->capused_ports[k]) {
+                    in->capused_ports[k] = in->capused_ports[k] ? in->capused_ports[k] * 2 : 8;
+                    in->used_ports[k] =
+                            xrealloc(in->used_ports[k], in->capused_ports[k] * sizeof(uint16_t));
+                }
+                in->used_ports[k][in->nused_ports[k]++] = port;
+                continue;
+            }
+            for (size_t u = 0; u < in->nused_ports[k]; u++) {
+                if (in->used_ports[k][u] == port) {
+                    in->used_ports[k][u] = in->used_ports[k][--in->nused_ports[k]];
+                    break;
+                }
+            }
+        }
+    }
+}
+
+static json_t *ports_json(json_t *set, const uint16_t *ports, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char buf[8];
+        snprintf(buf, sizeof(buf), "%u", ports[i]);
+        if (!js_array_has_str(set, buf))
+            json_array_append_new(set, json_string(buf));
+    }
+    return set;
+}
+
+json_t *cp_instance_remaining(const cp_instance_info *in)
+{
+    json_t *rem = json_deep_copy(js_arr(in->doc, "registeredResources"));
+    if (!rem)
+        return json_array();
+    json_t *r;
+    if ((r = cp_resource_find(rem, "CPU")))
+        js_set_int(r, "integerValue", in->reg_cpu - in->used_cpu);
+    if ((r = cp_resource_find(rem, "MEMORY")))
+        js_set_int(r, "integerValue", in->reg_memory - in->used_memory);
+    const char *names[2] = { "PORTS", "PORTS_UDP" };
+    for (int k = 0; k < 2; k++) {
+        if ((r = cp_resource_find(rem, names[k])))
+            ports_json(js_ensure_arr(r, "stringSetValue"), in->used_ports[k], in->nused_ports[k]);
+    }
+    return rem;
+}
+
 static void task_count(cp_cluster_idx *cl, cp_task_info *t, int delta)
 {
     if (is_pending(t->last))
@@ -176,8 +239,11 @@ static void task_count(cp_cluster_idx *cl, cp_task_info *t, int delta)
                     in->pending_tasks++;
                 else if (is_running(t->last))
                     in->running_tasks++;
-                if (t->last != CP_TS_STOPPED)
+                if (t->last != CP_TS_STOPPED) {
                     group_add(in, t->group, +1);
+                    sk_vec_push(&in->tasks, t);
+                }
+                reservation_add(in, t, +1);
                 t->counted_on_instance = true;
             }
         }
@@ -188,8 +254,15 @@ static void task_count(cp_cluster_idx *cl, cp_task_info *t, int delta)
                 in->pending_tasks--;
             else if (is_running(t->last) && in->running_tasks)
                 in->running_tasks--;
-            if (t->last != CP_TS_STOPPED)
+            if (t->last != CP_TS_STOPPED) {
                 group_add(in, t->group, -1);
+                for (size_t i = 0; i < in->tasks.len; i++)
+                    if (in->tasks.items[i] == t) {
+                        sk_vec_remove_at(&in->tasks, i);
+                        break;
+                    }
+            }
+            reservation_add(in, t, -1);
         }
         t->counted_on_instance = false;
     }
@@ -225,6 +298,22 @@ static void note_outcome(cp *c, const key_parts *kp, const cp_task_info *prev,
     n->created_at = t->created_at;
     sk_vec_push(&c->sched_notes, n);
     cp_sched_kick(c);
+}
+
+/* Port numbers of a JSON string set (entries that are not ports are skipped). */
+static uint16_t *parse_ports(const json_t *set, size_t *ret_n)
+{
+    size_t np = json_array_size(set), m = 0;
+    uint16_t *arr = np ? xcalloc(np, sizeof(uint16_t)) : NULL;
+    size_t j;
+    json_t *e;
+    json_array_foreach(set, j, e) {
+        uint32_t v;
+        if (json_is_string(e) && parse_u32(json_string_value(e), &v) == 0 && v <= 65535)
+            arr[m++] = (uint16_t) v;
+    }
+    *ret_n = m;
+    return arr;
 }
 
 static void on_task(cp *c, const key_parts *kp, const store_kv *old, const store_kv *new)
@@ -277,6 +366,14 @@ static void on_task(cp *c, const key_parts *kp, const store_kv *old, const store
                     json_number_value(json_object_get(prot, "expirationDate")) * 1e6 >
                             (double) now_realtime();
     t->stopped_at = (usec_t) (json_number_value(json_object_get(doc, "stoppedAt")) * 1e6);
+    json_t *rsv = js_obj(internal, "reserved");
+    if (t->instance_id && rsv && !js_bool(internal, "released", false)) {
+        t->reserves = true;
+        t->rsv_cpu = js_int(rsv, "cpu", 0);
+        t->rsv_memory = js_int(rsv, "memory", 0);
+        t->rsv_ports[0] = parse_ports(js_arr(rsv, "ports"), &t->rsv_nports[0]);
+        t->rsv_ports[1] = parse_ports(js_arr(rsv, "portsUdp"), &t->rsv_nports[1]);
+    }
     t->cluster = cl;
     json_decref(doc);
     sk_omap_put(cl->tasks, kp->id, t);
@@ -299,7 +396,10 @@ static void on_instance(cp *c, const key_parts *kp, const store_kv *old, const s
     unsigned running = 0, pending = 0;
     usec_t last_seen = 0, prev_watched = 0;
     unsigned polls_held = 0;
-    sk_vec groups = { 0 };
+    sk_vec groups = { 0 }, tasks = { 0 };
+    int64_t used_cpu = 0, used_memory = 0;
+    uint16_t *used_ports[2] = { NULL, NULL };
+    size_t nused[2] = { 0, 0 }, capused[2] = { 0, 0 };
     if (prev) {
         prev_watched = prev->watched_since;
         if (instance_registered(prev->status) && !prev->managed)
@@ -310,15 +410,24 @@ static void on_instance(cp *c, const key_parts *kp, const store_kv *old, const s
         polls_held = prev->polls_held;
         groups = prev->groups;
         prev->groups = (sk_vec){ 0 };
+        tasks = prev->tasks;
+        prev->tasks = (sk_vec){ 0 };
+        used_cpu = prev->used_cpu;
+        used_memory = prev->used_memory;
+        for (int k = 0; k < 2; k++) {
+            used_ports[k] = prev->used_ports[k];
+            nused[k] = prev->nused_ports[k];
+            capused[k] = prev->capused_ports[k];
+            prev->used_ports[k] = NULL;
+        }
         instance_info_free(prev);
     }
-    if (!new) {
-        sk_vec_done(&groups, group_count_free);
-        return;
-    }
-    json_t *doc = json_loadb(new->value, new->len, 0, NULL);
+    json_t *doc = new ? json_loadb(new->value, new->len, 0, NULL) : NULL;
     if (!doc) {
         sk_vec_done(&groups, group_count_free);
+        sk_vec_done(&tasks, NULL);
+        free(used_ports[0]);
+        free(used_ports[1]);
         return;
     }
     cp_instance_info *in = xcalloc(1, sizeof(*in));
@@ -336,31 +445,23 @@ static void on_instance(cp *c, const key_parts *kp, const store_kv *old, const s
     in->polls_held = polls_held;
     in->watched_since = prev_watched ? prev_watched : now_monotonic();
     in->groups = groups;
+    in->tasks = tasks;
+    in->used_cpu = used_cpu;
+    in->used_memory = used_memory;
+    for (int k = 0; k < 2; k++) {
+        in->used_ports[k] = used_ports[k];
+        in->nused_ports[k] = nused[k];
+        in->capused_ports[k] = capused[k];
+    }
     in->doc = doc;
     in->cluster = cl;
-    json_t *rem = js_arr(doc, "remainingResources");
-    in->remaining_cpu = js_int(cp_resource_find(rem, "CPU"), "integerValue", 0);
-    in->remaining_memory = js_int(cp_resource_find(rem, "MEMORY"), "integerValue", 0);
-    const char *pn[2] = { "PORTS", "PORTS_UDP" };
-    for (int k = 0; k < 2; k++) {
-        json_t *set = js_arr(cp_resource_find(rem, pn[k]), "stringSetValue");
-        size_t np = json_array_size(set), m = 0;
-        uint16_t *arr = xcalloc(np ? np : 1, sizeof(uint16_t));
-        size_t j;
-        json_t *e;
-        json_array_foreach(set, j, e) {
-            uint32_t v;
-            if (json_is_string(e) && parse_u32(json_string_value(e), &v) == 0 && v <= 65535)
-                arr[m++] = (uint16_t) v;
-        }
-        if (k == 0) {
-            in->ports = arr;
-            in->nports = m;
-        } else {
-            in->ports_udp = arr;
-            in->nports_udp = m;
-        }
-    }
+    json_t *reg = js_arr(doc, "registeredResources");
+    in->reg_cpu = js_int(cp_resource_find(reg, "CPU"), "integerValue", 0);
+    in->reg_memory = js_int(cp_resource_find(reg, "MEMORY"), "integerValue", 0);
+    in->ports[0] =
+            parse_ports(js_arr(cp_resource_find(reg, "PORTS"), "stringSetValue"), &in->nports[0]);
+    in->ports[1] = parse_ports(js_arr(cp_resource_find(reg, "PORTS_UDP"), "stringSetValue"),
+                               &in->nports[1]);
     json_t *attrs = js_arr(doc, "attributes");
     in->attrs = xcalloc(json_array_size(attrs) + 1, sizeof(sched_attr));
     size_t j;

@@ -177,6 +177,8 @@ json_t *cp_instance_view(cp *c, cp_instance_info *in, const json_t *doc, bool ta
     js_set_bool(o, "agentConnected", in ? cp_instance_connected(c, in) : false);
     js_set_int(o, "runningTasksCount", in ? in->running_tasks : 0);
     js_set_int(o, "pendingTasksCount", in ? in->pending_tasks : 0);
+    js_set(o, "remainingResources",
+           in ? cp_instance_remaining(in) : json_deep_copy(js_arr(doc, "registeredResources")));
     if (!tags)
         js_set(o, "tags", json_array());
     return o;
@@ -284,33 +286,8 @@ CP_HANDLER(register_container_instance)
     js_set_str(doc, "status", "ACTIVE");
     js_set(doc, "statusReason", NULL);
     js_set(doc, "registeredResources", json_deep_copy(resources));
-    /* Remaining = registered minus what the instance's live tasks reserve. */
-    json_t *remaining = json_deep_copy(resources);
-    cp_instance_info *info = cp_instance_find(c, ctx, cluster, id);
-    cp_cluster_idx *cl = cp_cluster_idx_get(c, ctx, cluster, false);
-    if (!fresh && cl) {
-        for (sk_omap_node *n = sk_omap_seek(cl->tasks, NULL); n; n = sk_omap_next(n)) {
-            cp_task_info *t = sk_omap_node_value(n);
-            if (!t->instance_id || !streq(t->instance_id, id) || t->last == CP_TS_STOPPED)
-                continue;
-            _cleanup_json_ json_t *tdoc = store_get_json(c->st, t->key);
-            json_t *rsv = js_obj(js_obj(tdoc, "_skiff"), "reserved");
-            json_t *rc = cp_resource_find(remaining, "CPU"),
-                   *rm = cp_resource_find(remaining, "MEMORY");
-            js_set_int(rc, "integerValue", js_int(rc, "integerValue", 0) - js_int(rsv, "cpu", 0));
-            js_set_int(rm, "integerValue",
-                       js_int(rm, "integerValue", 0) - js_int(rsv, "memory", 0));
-            json_t *rp = js_arr(cp_resource_find(remaining, "PORTS"), "stringSetValue");
-            json_t *ru = js_arr(cp_resource_find(remaining, "PORTS_UDP"), "stringSetValue");
-            size_t j;
-            json_t *p;
-            json_array_foreach(js_arr(rsv, "ports"), j, p)
-                json_array_append(rp, p);
-            json_array_foreach(js_arr(rsv, "portsUdp"), j, p)
-                json_array_append(ru, p);
-        }
-    }
-    js_set(doc, "remainingResources", remaining);
+    /* remainingResources is derived from the tasks (cp_instance_remaining). */
+    js_set(doc, "remainingResources", NULL);
     if (js_obj(in, "versionInfo"))
         js_set(doc, "versionInfo", json_deep_copy(js_obj(in, "versionInfo")));
     else if (!js_obj(doc, "versionInfo"))
@@ -359,7 +336,7 @@ CP_HANDLER(register_container_instance)
     if (store_put_json(c->st, key, doc, &err) < 0)
         return cp_fail(call, &err);
     cp_instance_touch(c, ctx->account, ctx->region, cluster, id);
-    info = cp_instance_find(c, ctx, cluster, id);
+    cp_instance_info *info = cp_instance_find(c, ctx, cluster, id);
     aws_reply(call, json_pack("{s:o}", "containerInstance", cp_instance_view(c, info, doc, true)));
 }
 

@@ -59,6 +59,12 @@ typedef struct cp_task_info {
     usec_t started_at; /* realtime; 0 before RUNNING */
     char health;       /* 'H' healthy, 'U' unhealthy, '?' unknown, 0: no health check */
     bool protected_;   /* scale-in protection in effect */
+    /* What the task holds on instance_id from placement until it is released
+     * (_skiff.reserved while _skiff.released is unset). */
+    bool reserves;
+    int64_t rsv_cpu, rsv_memory;
+    uint16_t *rsv_ports[2]; /* [0] TCP, [1] UDP host ports */
+    size_t rsv_nports[2];
 } cp_task_info;
 
 /* Typed view of a container instance document. */
@@ -78,15 +84,22 @@ struct cp_instance_info {
     unsigned pending_tasks;
     json_t *doc; /* parsed document (borrowed view for placement and filters) */
     cp_cluster_idx *cluster;
-    /* Cached for the placement engine (parsed from doc on every change). */
-    int64_t remaining_cpu, remaining_memory;
-    uint16_t *ports, *ports_udp;
-    size_t nports, nports_udp;
+    /* Cached for the placement engine (parsed from doc on every change):
+     * registeredResources, whose PORTS are the ports the host reserves. */
+    int64_t reg_cpu, reg_memory;
+    uint16_t *ports[2]; /* [0] TCP, [1] UDP */
+    size_t nports[2];
+    /* Held by the instance's live tasks (sum of cp_task_info reservations),
+     * maintained by the index; remaining = registered - used. */
+    int64_t used_cpu, used_memory;
+    uint16_t *used_ports[2]; /* multiset: one entry per holding task */
+    size_t nused_ports[2], capused_ports[2];
     sched_attr *attrs; /* names/values point into doc */
     size_t nattrs;
     usec_t registered_at;
     const char *agent_version; /* in doc */
     sk_vec groups;             /* cp_group_count*: live tasks per task group */
+    sk_vec tasks;              /* cp_task_info* (borrowed): tasks placed here, not STOPPED */
 };
 
 /* Active revisions of a task-definition family, ascending. */
@@ -102,6 +115,9 @@ typedef struct cp_group_count {
 } cp_group_count;
 
 unsigned cp_instance_group_count(const cp_instance_info *in, const char *group);
+/* remainingResources as DescribeContainerInstances reports it: the
+ * registered resources minus what live tasks hold. */
+json_t *cp_instance_remaining(const cp_instance_info *in);
 
 /* Per-cluster index and counters. */
 struct cp_cluster_idx {
@@ -318,7 +334,3 @@ void cp_tasks_stop_on_instance(cp *c, const aws_ctx *ctx, const char *cluster, c
                                const char *reason, bool force_stopped);
 void cp_taskdef_gc(cp *c);
 void cp_td_cache_done(cp *c);
-
-/* Releases the resources a task reserved on its container instance. */
-void cp_task_release_resources(cp *c, const aws_ctx *ctx, store_txn *t, const json_t *task,
-                               const char *cluster);

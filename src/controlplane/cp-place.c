@@ -173,16 +173,18 @@ unsigned cp_place(cp *c, cp_cluster_idx *cl, const cp_place_spec *spec, const cp
             .connected = cp_instance_connected(c, in),
             .ec2_ok = only ? true : in->ec2_ok,
             .fargate_ok = only ? true : in->fargate_ok,
-            .cpu = in->remaining_cpu,
-            .memory = in->remaining_memory,
+            .cpu = in->reg_cpu - in->used_cpu,
+            .memory = in->reg_memory - in->used_memory,
             .attrs = in->attrs,
             .nattrs = in->nattrs,
             .same_group = cp_instance_group_count(in, group),
         };
-        for (size_t p = 0; p < in->nports; p++)
-            sched_instance_add_port(si, in->ports[p], false);
-        for (size_t p = 0; p < in->nports_udp; p++)
-            sched_instance_add_port(si, in->ports_udp[p], true);
+        for (int k = 0; k < 2; k++) {
+            for (size_t p = 0; p < in->nports[k]; p++)
+                sched_instance_add_port(si, in->ports[k][p], k == 1);
+            for (size_t p = 0; p < in->nused_ports[k]; p++)
+                sched_instance_add_port(si, in->used_ports[k][p], k == 1);
+        }
         cp_query_target_init(c, in, &si->qt, &qs[n]);
         infos[n++] = in;
     }

@@ -846,19 +846,9 @@ static unsigned start_tasks(sched_ctx *s, json_t *dep, unsigned n, const sk_vec 
     json_t *failures = json_array();
     unsigned placed =
             cp_place(c, s->cl, &spec, &req, group, streq(lt, "FARGATE"), only, n, chosen, failures);
-    json_t *docs = json_object();
     json_t *ids = json_array();
     for (unsigned k = 0; k < placed; k++) {
         cp_instance_info *in = chosen[k];
-        json_t *doc = json_object_get(docs, in->id);
-        if (!doc) {
-            /* Earlier writes in this pass may have changed the instance already. */
-            _cleanup_free_ char *ikey = cp_key(&s->ctx, "ci", "%s/%s", s->cluster, in->id);
-            doc = json_deep_copy(in->doc);
-            json_object_set_new(docs, in->id, doc);
-        }
-        cp_resources_reserve(js_arr(doc, "remainingResources"), &req, +1);
-        js_set_int(doc, "version", js_int(doc, "version", 0) + 1);
         json_t *t = cp_task_build(c, &s->ctx, s->cluster, td, &p, in, &req);
         const char *tarn = js_str(t, "taskArn");
         const char *tid = strrchr(tarn, '/') + 1;
@@ -866,12 +856,6 @@ static unsigned start_tasks(sched_ctx *s, json_t *dep, unsigned n, const sk_vec 
         store_txn_put_json(s->txn, tkey, t);
         json_array_append_new(ids, json_string(tid));
         json_decref(t);
-    }
-    const char *iid;
-    json_t *doc;
-    json_object_foreach(docs, iid, doc) {
-        _cleanup_free_ char *ikey = cp_key(&s->ctx, "ci", "%s/%s", s->cluster, iid);
-        store_txn_put_json(s->txn, ikey, doc);
     }
     if (placed) {
         sk_buf b;
@@ -921,7 +905,6 @@ static unsigned start_tasks(sched_ctx *s, json_t *dep, unsigned n, const sk_vec 
                     name);
         s->changed = true;
     }
-    json_decref(docs);
     json_decref(ids);
     json_decref(failures);
     json_decref(tags);
@@ -1287,10 +1270,10 @@ static void reconcile_daemon(sched_ctx *s)
                 ok = sched_query_eval(spec.member_of[q], &qt);
         }
         bool has_p = false, has_old = false;
-        for (sk_omap_node *m = sk_omap_seek(s->cl->tasks, NULL); m; m = sk_omap_next(m)) {
-            cp_task_info *t = sk_omap_node_value(m);
-            if (!t->service_name || !streq(t->service_name, name) ||
-                !streq_ptr(t->instance_id, in->id) || t->last == CP_TS_STOPPED)
+        /* stop_task only stages writes, so in->tasks is stable here. */
+        for (size_t ti = 0; ti < in->tasks.len; ti++) {
+            cp_task_info *t = in->tasks.items[ti];
+            if (!t->service_name || !streq(t->service_name, name))
                 continue;
             if (t->desired == CP_TS_STOPPED) {
                 has_old = true; /* still stopping: wait */
@@ -1435,12 +1418,10 @@ static void host_lost_pass(cp *c)
             usec_t seen = MAX(in->last_seen, in->watched_since);
             if (in->polls_held || now - seen < c->host_lost_after)
                 continue;
-            for (sk_omap_node *m = sk_omap_seek(cl->tasks, NULL); m; m = sk_omap_next(m)) {
-                cp_task_info *t = sk_omap_node_value(m);
-                if (streq_ptr(t->instance_id, in->id) && t->last != CP_TS_STOPPED)
-                    sk_vec_push(&doomed,
-                                xasprintf("%s|%s", t->key,
-                                          in->ec2_instance_id ? in->ec2_instance_id : in->id));
+            for (size_t i = 0; i < in->tasks.len; i++) {
+                const cp_task_info *t = in->tasks.items[i];
+                sk_vec_push(&doomed, xasprintf("%s|%s", t->key,
+                                               in->ec2_instance_id ? in->ec2_instance_id : in->id));
             }
         }
     }

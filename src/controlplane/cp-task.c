@@ -100,80 +100,6 @@ void cp_task_req_done(cp_task_req *req)
     json_decref(req->ports_udp);
 }
 
-/* Checks whether an instance can take req; returns NULL or the failure reason. */
-const char *cp_instance_fit(cp *c, cp_instance_info *in, const json_t *remaining, const json_t *td,
-                            const cp_task_req *req)
-{
-    if (!streq(in->status, "ACTIVE"))
-        return "INACTIVE";
-    if (!cp_instance_connected(c, in))
-        return "AGENT";
-    size_t i;
-    json_t *ra;
-    json_array_foreach(js_arr(td, "requiresAttributes"), i, ra) {
-        const char *name = js_str(ra, "name");
-        bool found = false;
-        size_t j;
-        json_t *a;
-        json_array_foreach(js_arr(in->doc, "attributes"), j, a) {
-            if (streq_ptr(js_str(a, "name"), name) &&
-                (!js_str(ra, "value") || streq_ptr(js_str(a, "value"), js_str(ra, "value"))))
-                found = true;
-        }
-        if (!found)
-            return "ATTRIBUTE";
-    }
-    json_t *res = (json_t *) remaining;
-    if (js_int(cp_resource_find(res, "CPU"), "integerValue", 0) < req->cpu)
-        return "RESOURCE:CPU";
-    if (js_int(cp_resource_find(res, "MEMORY"), "integerValue", 0) < req->memory)
-        return "RESOURCE:MEMORY";
-    json_t *used = js_arr(cp_resource_find(res, "PORTS"), "stringSetValue");
-    json_t *p;
-    json_array_foreach(req->ports, i, p) {
-        if (js_array_has_str(used, json_string_value(p)))
-            return "RESOURCE:PORTS";
-    }
-    used = js_arr(cp_resource_find(res, "PORTS_UDP"), "stringSetValue");
-    json_array_foreach(req->ports_udp, i, p) {
-        if (js_array_has_str(used, json_string_value(p)))
-            return "RESOURCE:PORTS_UDP";
-    }
-    return NULL;
-}
-
-void cp_resources_reserve(json_t *remaining, const cp_task_req *req, int sign)
-{
-    json_t *rc = cp_resource_find(remaining, "CPU"), *rm = cp_resource_find(remaining, "MEMORY");
-    js_set_int(rc, "integerValue", js_int(rc, "integerValue", 0) - sign * req->cpu);
-    js_set_int(rm, "integerValue", js_int(rm, "integerValue", 0) - sign * req->memory);
-    const char *names[2] = { "PORTS", "PORTS_UDP" };
-    json_t *lists[2] = { req->ports, req->ports_udp };
-    for (int k = 0; k < 2; k++) {
-        json_t *set = js_arr(cp_resource_find(remaining, names[k]), "stringSetValue");
-        if (!set)
-            continue;
-        size_t i;
-        json_t *p;
-        json_array_foreach(lists[k], i, p) {
-            const char *s = json_string_value(p);
-            if (sign > 0) {
-                if (!js_array_has_str(set, s))
-                    json_array_append(set, p);
-            } else {
-                size_t j;
-                json_t *e;
-                json_array_foreach(set, j, e) {
-                    if (streq_ptr(json_string_value(e), s)) {
-                        json_array_remove(set, j);
-                        break;
-                    }
-                }
-            }
-        }
-    }
-}
-
 static json_t *reserved_json(const cp_task_req *req)
 {
     return json_pack("{s:I, s:I, s:O, s:O}", "cpu", (json_int_t) req->cpu, "memory",
@@ -398,7 +324,8 @@ static int resolve_launch(const json_t *in, const json_t *cluster_doc, const jso
 }
 
 /* Places count tasks with the placement engine and stages the task documents
- * and the instances' updated remainingResources in txn. */
+ * in txn. Each task document records what it reserves on its instance; the
+ * index derives the instance's remaining resources from those. */
 static void place(cp *c, const aws_ctx *ctx, const char *cluster, const json_t *td,
                   const cp_task_params *p, const cp_task_req *req, const cp_place_spec *spec,
                   int count, const sk_vec *only, json_t *tasks, json_t *failures, store_txn *txn)
@@ -414,29 +341,14 @@ static void place(cp *c, const aws_ctx *ctx, const char *cluster, const json_t *
             xcalloc((size_t) (count > 0 ? count : 1), sizeof(cp_instance_info *));
     unsigned placed =
             cp_place(c, cl, spec, req, group, fargate, only, (unsigned) count, chosen, failures);
-    json_t *docs = json_object(); /* instance id -> working copy of its document */
     for (unsigned k = 0; k < placed; k++) {
         cp_instance_info *in = chosen[k];
-        json_t *doc = json_object_get(docs, in->id);
-        if (!doc) {
-            doc = json_deep_copy(in->doc);
-            json_object_set_new(docs, in->id, doc);
-        }
-        cp_resources_reserve(js_arr(doc, "remainingResources"), req, +1);
-        js_set_int(doc, "version", js_int(doc, "version", 0) + 1);
         json_t *t = cp_task_build(c, ctx, cluster, td, p, in, req);
         const char *tarn = js_str(t, "taskArn");
         _cleanup_free_ char *tkey = cp_key(ctx, "task", "%s/%s", cluster, strrchr(tarn, '/') + 1);
         store_txn_put_json(txn, tkey, t);
         json_array_append_new(tasks, t);
     }
-    const char *id;
-    json_t *doc;
-    json_object_foreach(docs, id, doc) {
-        _cleanup_free_ char *key = cp_key(ctx, "ci", "%s/%s", cluster, id);
-        store_txn_put_json(txn, key, doc);
-    }
-    json_decref(docs);
     free(chosen);
 }
 
@@ -658,40 +570,6 @@ CP_HANDLER(start_task)
     run_or_start(call, true);
 }
 
-/* Releases a stopped task's reservation on its instance (same txn). */
-void cp_task_release_resources(cp *c, const aws_ctx *ctx, store_txn *t, const json_t *task,
-                               const char *cluster)
-{
-    json_t *internal = js_obj(task, "_skiff");
-    const char *iid = js_str(internal, "instanceId");
-    json_t *rsv = js_obj(internal, "reserved");
-    if (!iid || !rsv || js_bool(internal, "released", false))
-        return;
-    _cleanup_free_ char *key = cp_key(ctx, "ci", "%s/%s", cluster, iid);
-    _cleanup_json_ json_t *doc = store_get_json(c->st, key);
-    if (!doc)
-        return;
-    cp_task_req req = {
-        .cpu = js_int(rsv, "cpu", 0),
-        .memory = js_int(rsv, "memory", 0),
-        .ports = js_arr(rsv, "ports") ? js_arr(rsv, "ports") : json_array(),
-        .ports_udp = js_arr(rsv, "portsUdp") ? js_arr(rsv, "portsUdp") : json_array(),
-    };
-    json_incref(req.ports);
-    json_incref(req.ports_udp);
-    if (!js_arr(rsv, "ports"))
-        json_decref(req.ports);
-    if (!js_arr(rsv, "portsUdp"))
-        json_decref(req.ports_udp);
-    cp_resources_reserve(js_arr(doc, "remainingResources"), &req, -1);
-    if (js_arr(rsv, "ports"))
-        json_decref(req.ports);
-    if (js_arr(rsv, "portsUdp"))
-        json_decref(req.ports_udp);
-    js_set_int(doc, "version", js_int(doc, "version", 0) + 1);
-    store_txn_put_json(t, key, doc);
-}
-
 /* Moves a task document to STOPPED (containers included) and releases it. */
 void cp_task_mark_stopped(cp *c, const aws_ctx *ctx, store_txn *txn, json_t *task,
                           const char *cluster, const char *default_reason, const char *stop_code)
@@ -714,7 +592,6 @@ void cp_task_mark_stopped(cp *c, const aws_ctx *ctx, store_txn *txn, json_t *tas
         js_set_str(ce, "lastStatus", "STOPPED");
     json_array_foreach(js_arr(task, "attachments"), i, ce)
         js_set_str(ce, "status", "DELETED");
-    cp_task_release_resources(c, ctx, txn, task, cluster);
     js_set_bool(js_ensure_obj(task, "_skiff"), "released", true);
     js_set_int(task, "version", js_int(task, "version", 0) + 1);
 }
@@ -722,15 +599,12 @@ void cp_task_mark_stopped(cp *c, const aws_ctx *ctx, store_txn *txn, json_t *tas
 void cp_tasks_stop_on_instance(cp *c, const aws_ctx *ctx, const char *cluster, const char *id,
                                const char *reason, bool force_stopped)
 {
-    cp_cluster_idx *cl = cp_cluster_idx_get(c, ctx, cluster, false);
-    if (!cl)
+    cp_instance_info *in = cp_instance_find(c, ctx, cluster, id);
+    if (!in)
         return;
     sk_vec keys = { 0 };
-    for (sk_omap_node *n = sk_omap_seek(cl->tasks, NULL); n; n = sk_omap_next(n)) {
-        cp_task_info *t = sk_omap_node_value(n);
-        if (t->instance_id && streq(t->instance_id, id) && t->last != CP_TS_STOPPED)
-            sk_vec_push(&keys, xstrdup(t->key));
-    }
+    for (size_t i = 0; i < in->tasks.len; i++)
+        sk_vec_push(&keys, xstrdup(((cp_task_info *) in->tasks.items[i])->key));
     store_txn *txn = store_txn_new(c->st);
     for (size_t i = 0; i < keys.len; i++) {
         json_t *doc = store_get_json(c->st, keys.items[i]);

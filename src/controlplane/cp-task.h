@@ -30,11 +30,6 @@ typedef struct cp_task_params {
 
 void cp_task_requirements(const json_t *td, const json_t *overrides, cp_task_req *req);
 void cp_task_req_done(cp_task_req *req);
-/* NULL when the instance can take the task, else a RunTask failure reason. */
-const char *cp_instance_fit(cp *c, cp_instance_info *in, const json_t *remaining, const json_t *td,
-                            const cp_task_req *req);
-/* sign +1 reserves, -1 releases. */
-void cp_resources_reserve(json_t *remaining, const cp_task_req *req, int sign);
 json_t *cp_task_build(cp *c, const aws_ctx *ctx, const char *cluster, const json_t *td,
                       const cp_task_params *p, const cp_instance_info *in, const cp_task_req *req);
 void cp_task_mark_stopped(cp *c, const aws_ctx *ctx, store_txn *txn, json_t *task,

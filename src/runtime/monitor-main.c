@@ -475,8 +475,9 @@ static void sync_error(const char *msg)
     sync_send(line);
 }
 
-/* Writes a small file in DIR atomically (temp, fsync, rename, fsync dir). */
-static int write_atomic(const char *name, const char *p, size_t n)
+/* Writes a small file in DIR atomically (temp, rename); durable adds the
+ * fsyncs that make it survive a host crash, not just the monitor's death. */
+static int write_atomic(const char *name, const char *p, size_t n, bool durable)
 {
     char tmp[64];
     snprintf(tmp, sizeof(tmp), ".%s.tmp", name);
@@ -496,7 +497,7 @@ static int write_atomic(const char *name, const char *p, size_t n)
         }
         off += (size_t) k;
     }
-    if (fsync(fd) < 0 || close(fd) < 0) {
+    if ((durable && fsync(fd) < 0) || close(fd) < 0) {
         int r = -errno;
         unlinkat(m.dir_fd, tmp, 0);
         return r;
@@ -506,7 +507,8 @@ static int write_atomic(const char *name, const char *p, size_t n)
         unlinkat(m.dir_fd, tmp, 0);
         return r;
     }
-    (void) fsync(m.dir_fd);
+    if (durable)
+        (void) fsync(m.dir_fd);
     return 0;
 }
 
@@ -535,7 +537,7 @@ static void write_exit(int exit_code, int sig, const char *error)
     }
     buf[n++] = '}';
     buf[n++] = '\n';
-    (void) write_atomic("exit.json", buf, (size_t) n);
+    (void) write_atomic("exit.json", buf, (size_t) n, true);
 }
 
 /* Reads a small file in DIR into buf (NUL-terminated); the last max-1 bytes
@@ -983,7 +985,7 @@ static int run(void)
     (void) unlinkat(m.dir_fd, "exit.json", 0);
     (void) unlinkat(m.dir_fd, "container.pid", 0);
     (void) unlinkat(m.dir_fd, "runtime.log", 0);
-    if (write_atomic("monitor.pid", pidbuf, pn) < 0) {
+    if (write_atomic("monitor.pid", pidbuf, pn, false) < 0) {
         snprintf(errmsg, sizeof(errmsg), "monitor: write monitor.pid: %s", strerror(errno));
         sync_error(errmsg);
         return 1;

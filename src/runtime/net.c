@@ -579,7 +579,7 @@ static int cache_write(const char *path, const json_t *cache, sk_err *err)
     _cleanup_free_ char *data = json_dumps(cache, JSON_COMPACT);
     if (!data)
         return sk_err_set(err, SK_E_INTERNAL, "serialise CNI cache");
-    r = write_file_atomic(path, data, strlen(data), 0600);
+    r = write_file_replace(path, data, strlen(data), 0600);
     if (r < 0)
         return sk_err_sys(err, -r, "write '%s'", path);
     return 0;

@@ -9,12 +9,14 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "basic/alloc.h"
 #include "basic/buf.h"
 #include "basic/log.h"
+#include "basic/macro.h"
 #include "basic/strutil.h"
 #include "basic/vec.h"
 
@@ -434,6 +436,26 @@ static int parse_listen(const char *listen, struct sockaddr_storage *ss, sk_err 
     return 0;
 }
 
+/* Per-connection buffer for the request line, headers and body chunks. Each
+ * idle agent holds a long poll, so this is the per-instance cost in the
+ * server; bodies stream through it and larger ones are copied out. */
+#define HTTP_CONNECTION_POOL (16 * 1024)
+
+/* Every open fd the process may still create beyond client sockets: the
+ * store, logs, registry files, epoll and timer fds. */
+#define HTTP_FD_HEADROOM 256
+
+/* As many connections as RLIMIT_NOFILE leaves room for. */
+static unsigned int default_connection_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
+        return 4096;
+    if (rl.rlim_cur <= 2 * HTTP_FD_HEADROOM)
+        return (unsigned int) (rl.rlim_cur / 2);
+    return (unsigned int) MIN(rl.rlim_cur - HTTP_FD_HEADROOM, (rlim_t) 1000000);
+}
+
 int http_server_new(ev_loop *loop, const http_server_config *cfg, http_route_fn route,
                     void *userdata, http_server **ret, sk_err *err)
 {
@@ -454,8 +476,8 @@ int http_server_new(ev_loop *loop, const http_server_config *cfg, http_route_fn 
             MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_CONNECTION_TIMEOUT,
             (unsigned int) (cfg->connection_timeout_sec ? cfg->connection_timeout_sec : 120),
             MHD_OPTION_CONNECTION_LIMIT,
-            (unsigned int) (cfg->max_connections ? cfg->max_connections : 4096),
-            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) 64 * 1024,
+            cfg->max_connections ? cfg->max_connections : default_connection_limit(),
+            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) HTTP_CONNECTION_POOL,
             MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int) 1, MHD_OPTION_LISTEN_BACKLOG_SIZE,
             (unsigned int) 1024, MHD_OPTION_END);
     if (!s->d) {

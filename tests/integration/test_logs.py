@@ -213,8 +213,6 @@ def test_multibyte_input_in_error_messages(srv, logs):
     assert srv.alive() and srv.healthy()
 
 
-@pytest.mark.xfail(reason="src/shared/model.c cuts echoed values at 64 bytes, possibly inside a "
-                          "UTF-8 sequence; aws_http_error() then aborts on the invalid string")
 def test_multibyte_input_in_model_validation_errors(srv, logs):
     with raises_code("InvalidParameterException"):
         logs.create_log_group(logGroupName="a" + "ü" * 600)

@@ -131,7 +131,8 @@ def test_killed_container_process_is_replaced(trio):
     ecs, cl = trio.ecs, trio.cluster
     name = create_service(ecs, cl, trio.td(), 2)
     wait_steady(ecs, cl, name, 2, timeout=60)
-    victim = running_tasks(ecs, cl, name)[0]
+    before = running_tasks(ecs, cl, name)
+    victim = before[0]
     pid = container_pid(trio, victim)
     os.kill(pid, signal.SIGKILL)
 
@@ -146,7 +147,7 @@ def test_killed_container_process_is_replaced(trio):
     svc = wait_steady(ecs, cl, name, 2, timeout=60)
     now = running_tasks(ecs, cl, name)
     assert victim["taskArn"] not in {x["taskArn"] for x in now}
-    new = [x for x in now if x["createdAt"] > victim["createdAt"]]
+    new = [x for x in now if x["taskArn"] not in {b["taskArn"] for b in before}]
     assert len(new) == 1, now
     started = started_event_ids(events(svc), name, 1)
     assert [short_id(new[0]["taskArn"])] in started, events(svc)
