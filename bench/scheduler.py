@@ -65,14 +65,13 @@ TASK_DEF = {"family": "sched-td", "networkMode": "bridge", "requiresCompatibilit
 class Env:
     """A fresh server + one simulated agent with n instances.
 
-    skiff server accepts at most 4,096 concurrent HTTP connections
-    (MHD_OPTION_CONNECTION_LIMIT, src/shared/http-server.c) and every simulated
-    instance holds one long poll, so one agent process can bring at most about
-    4,090 instances. Beyond --agent-max-instances (4,000), the rest are
-    registered through RegisterContainerInstance by the bench itself (same
-    attributes and resources, zones round-robin) and kept "connected" with
-    SKIFF_AGENT_TIMEOUT=3600s; tasks placed on them are created like any other
-    (they stay PENDING: nobody polls for them)."""
+    Every simulated instance holds one long poll; skiff server accepts as
+    many connections as its RLIMIT_NOFILE allows (less 256 for its own files).
+    Beyond --agent-max-instances (default 10,000), the rest are registered
+    through RegisterContainerInstance by the bench itself (same attributes
+    and resources, zones round-robin) and kept "connected" with
+    SKIFF_AGENT_TIMEOUT=3600s; tasks placed on them are created like any
+    other (they stay PENDING: nobody polls for them)."""
 
     def __init__(self, ctx, tag, n, server_env=None):
         self.ctx, self.n = ctx, n
@@ -455,7 +454,7 @@ def report(ctx, res):
         for r in pl:
             if r.get("api_instances") and not r.get("diag_no_agent"):
                 L.append("   note: %d instances = %d simulated-agent instances + %d registered "
-                         "through the API (skiff server accepts at most 4,096 connections)" % (
+                         "through the API (--agent-max-instances)" % (
                              r["instances"], r["agent_instances"], r["api_instances"]))
                 break
         if any(r.get("diag_no_agent") for r in pl):
@@ -554,9 +553,9 @@ def main():
     ap.add_argument("--service-timeout", type=int, default=900)
     ap.add_argument("--healthy-delay", default="1s",
                     help="SKIFF_SERVICE_HEALTHY_DELAY for the service phase (1s)")
-    ap.add_argument("--agent-max-instances", type=int, default=4000,
+    ap.add_argument("--agent-max-instances", type=int, default=10000,
                     help="instances per simulated agent; the rest are registered through the "
-                         "API (the server takes at most 4,096 connections)")
+                         "API")
     ap.add_argument("--no-service-check", dest="service_check", action="store_false",
                     help="skip 5b (UpdateService before the old tasks count as healthy)")
     ap.add_argument("--check-delay", default="30s",

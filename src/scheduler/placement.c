@@ -68,7 +68,9 @@ static const char *attr_value(const sched_instance *in, const char *name, bool *
     return NULL;
 }
 
-/* Checks that do not change while placing (status, agent, type, attributes, memberOf). */
+/* Checks that do not change while placing: status, agent, type, attributes,
+ * and memberOf, whose targets (task:group included) describe the cluster as
+ * it was before this call. */
 static sched_reason static_check(const sched_instance *in, const sched_request *req)
 {
     if (!in->active)
@@ -83,21 +85,14 @@ static sched_reason static_check(const sched_instance *in, const sched_request *
         if (!present || (req->required[i].value && !streq_ptr(v, req->required[i].value)))
             return SCHED_F_ATTRIBUTE;
     }
+    for (size_t i = 0; i < req->nmember_of; i++)
+        if (!sched_query_eval(req->member_of[i], &in->qt))
+            return SCHED_F_MEMBER_OF;
     return SCHED_OK;
-}
-
-static bool member_of_needs_groups(const sched_request *req)
-{
-    /* memberOf expressions may test task:group, which changes as tasks land:
-     * they are evaluated per task rather than once. */
-    return req->nmember_of > 0;
 }
 
 static sched_reason dynamic_check(const sched_instance *in, const sched_request *req)
 {
-    for (size_t i = 0; i < req->nmember_of; i++)
-        if (!sched_query_eval(req->member_of[i], &in->qt))
-            return SCHED_F_MEMBER_OF;
     if (in->cpu < req->cpu)
         return SCHED_F_CPU;
     if (in->memory < req->memory)
@@ -194,7 +189,6 @@ unsigned sched_place(sched_instance *instances, size_t n, const sched_request *r
                 sp[k].buckets[b].count += instances[i].same_group;
         }
     }
-    (void) member_of_needs_groups;
     unsigned placed = 0;
     for (unsigned t = 0; t < count; t++) {
         ssize_t best = -1;

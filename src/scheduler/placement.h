@@ -15,7 +15,10 @@
  * is random.
  *
  * sched_place updates the snapshot as it places (remaining resources, ports,
- * group counts), so consecutive calls see earlier placements. It allocates
+ * group counts), so consecutive calls see earlier placements. memberOf
+ * targets (qt) are not updated: expressions, task:group included, see the
+ * cluster as it was when the snapshot was taken, and are evaluated once per
+ * instance per call. It allocates
  * nothing proportional to the cluster except two small scratch arrays. */
 #pragma once
 
