@@ -60,6 +60,7 @@ static cp_cluster_idx *cluster_idx(cp *c, const char *scope, const char *cluster
     ci->scope_cluster = xstrdup(k);
     ci->tasks = sk_omap_new();
     ci->instances = sk_omap_new();
+    sk_hmap_init(&ci->groups);
     sk_hmap_put(&c->clusters, ci->scope_cluster, ci);
     return ci;
 }
@@ -90,49 +91,92 @@ static void task_info_free(cp_task_info *t)
     free(t);
 }
 
-static void group_count_free(void *p)
+static void group_idx_free(cp_group_idx *g)
 {
-    cp_group_count *g = p;
     free(g->group);
+    free(g->counts);
     free(g);
+}
+
+const cp_group_idx *cp_group_find(const cp_cluster_idx *cl, const char *group)
+{
+    return group ? sk_hmap_get(&cl->groups, group) : NULL;
+}
+
+static void group_add(cp_cluster_idx *cl, cp_instance_info *in, const char *group, int delta)
+{
+    if (!group)
+        return;
+    cp_group_idx *g = sk_hmap_get(&cl->groups, group);
+    if (!g) {
+        if (delta < 0)
+            return;
+        g = xcalloc(1, sizeof(*g));
+        g->group = xstrdup(group);
+        sk_hmap_put(&cl->groups, g->group, g);
+    }
+    if (in->slot >= g->cap) {
+        size_t cap = MAX(in->slot + 1, g->cap * 2);
+        g->counts = xrealloc(g->counts, cap * sizeof(unsigned));
+        memset(g->counts + g->cap, 0, (cap - g->cap) * sizeof(unsigned));
+        g->cap = cap;
+    }
+    if (delta > 0) {
+        g->counts[in->slot]++;
+        g->total++;
+    } else if (g->counts[in->slot] > 0) {
+        g->counts[in->slot]--;
+        g->total--;
+    }
+    if (g->total == 0) {
+        sk_hmap_remove(&cl->groups, g->group);
+        group_idx_free(g);
+    }
+}
+
+static size_t slot_alloc(cp_cluster_idx *cl, cp_instance_info *in)
+{
+    size_t slot;
+    if (cl->nfree) {
+        slot = cl->free_slots[--cl->nfree];
+    } else {
+        if (cl->nslots == cl->slots_cap) {
+            cl->slots_cap = cl->slots_cap ? cl->slots_cap * 2 : 16;
+            cl->slots = xrealloc(cl->slots, cl->slots_cap * sizeof(*cl->slots));
+        }
+        slot = cl->nslots++;
+    }
+    cl->slots[slot] = in;
+    return slot;
+}
+
+/* Frees the slot of a removed instance; its group counts go with it. */
+static void slot_release(cp_cluster_idx *cl, size_t slot)
+{
+    const char *k;
+    void *v;
+    for (size_t it = 0; sk_hmap_next(&cl->groups, &it, &k, &v);) {
+        cp_group_idx *g = v;
+        if (slot >= g->cap || !g->counts[slot])
+            continue;
+        g->total -= g->counts[slot];
+        g->counts[slot] = 0;
+        if (g->total == 0) {
+            sk_hmap_remove(&cl->groups, g->group);
+            group_idx_free(g);
+        }
+    }
+    cl->slots[slot] = NULL;
+    if (cl->nfree == cl->free_cap) {
+        cl->free_cap = cl->free_cap ? cl->free_cap * 2 : 16;
+        cl->free_slots = xrealloc(cl->free_slots, cl->free_cap * sizeof(size_t));
+    }
+    cl->free_slots[cl->nfree++] = slot;
 }
 
 unsigned cp_instance_group_count(const cp_instance_info *in, const char *group)
 {
-    if (!group)
-        return 0;
-    for (size_t i = 0; i < in->groups.len; i++) {
-        cp_group_count *g = in->groups.items[i];
-        if (streq(g->group, group))
-            return g->n;
-    }
-    return 0;
-}
-
-static void group_add(cp_instance_info *in, const char *group, int delta)
-{
-    if (!group)
-        return;
-    for (size_t i = 0; i < in->groups.len; i++) {
-        cp_group_count *g = in->groups.items[i];
-        if (streq(g->group, group)) {
-            if (delta < 0 && g->n > 0)
-                g->n--;
-            else if (delta > 0)
-                g->n++;
-            if (g->n == 0) {
-                group_count_free(g);
-                sk_vec_remove_at(&in->groups, i);
-            }
-            return;
-        }
-    }
-    if (delta > 0) {
-        cp_group_count *g = xcalloc(1, sizeof(*g));
-        g->group = xstrdup(group);
-        g->n = 1;
-        sk_vec_push(&in->groups, g);
-    }
+    return cp_group_on(cp_group_find(in->cluster, group), in);
 }
 
 static void instance_info_free(cp_instance_info *i)
@@ -144,7 +188,6 @@ static void instance_info_free(cp_instance_info *i)
         free(i->used_ports[k]);
     }
     free(i->attrs);
-    sk_vec_done(&i->groups, group_count_free);
     sk_vec_done(&i->tasks, NULL);
     free(i->key);
     free(i->id);
@@ -240,7 +283,7 @@ static void task_count(cp_cluster_idx *cl, cp_task_info *t, int delta)
                 else if (is_running(t->last))
                     in->running_tasks++;
                 if (t->last != CP_TS_STOPPED) {
-                    group_add(in, t->group, +1);
+                    group_add(cl, in, t->group, +1);
                     sk_vec_push(&in->tasks, t);
                 }
                 reservation_add(in, t, +1);
@@ -255,7 +298,7 @@ static void task_count(cp_cluster_idx *cl, cp_task_info *t, int delta)
             else if (is_running(t->last) && in->running_tasks)
                 in->running_tasks--;
             if (t->last != CP_TS_STOPPED) {
-                group_add(in, t->group, -1);
+                group_add(cl, in, t->group, -1);
                 for (size_t i = 0; i < in->tasks.len; i++)
                     if (in->tasks.items[i] == t) {
                         sk_vec_remove_at(&in->tasks, i);
@@ -396,7 +439,8 @@ static void on_instance(cp *c, const key_parts *kp, const store_kv *old, const s
     unsigned running = 0, pending = 0;
     usec_t last_seen = 0, prev_watched = 0;
     unsigned polls_held = 0;
-    sk_vec groups = { 0 }, tasks = { 0 };
+    sk_vec tasks = { 0 };
+    size_t slot = SIZE_MAX;
     int64_t used_cpu = 0, used_memory = 0;
     uint16_t *used_ports[2] = { NULL, NULL };
     size_t nused[2] = { 0, 0 }, capused[2] = { 0, 0 };
@@ -408,8 +452,7 @@ static void on_instance(cp *c, const key_parts *kp, const store_kv *old, const s
         pending = prev->pending_tasks;
         last_seen = prev->last_seen;
         polls_held = prev->polls_held;
-        groups = prev->groups;
-        prev->groups = (sk_vec){ 0 };
+        slot = prev->slot;
         tasks = prev->tasks;
         prev->tasks = (sk_vec){ 0 };
         used_cpu = prev->used_cpu;
@@ -424,7 +467,8 @@ static void on_instance(cp *c, const key_parts *kp, const store_kv *old, const s
     }
     json_t *doc = new ? json_loadb(new->value, new->len, 0, NULL) : NULL;
     if (!doc) {
-        sk_vec_done(&groups, group_count_free);
+        if (slot != SIZE_MAX)
+            slot_release(cl, slot);
         sk_vec_done(&tasks, NULL);
         free(used_ports[0]);
         free(used_ports[1]);
@@ -444,7 +488,8 @@ static void on_instance(cp *c, const key_parts *kp, const store_kv *old, const s
     in->last_seen = last_seen;
     in->polls_held = polls_held;
     in->watched_since = prev_watched ? prev_watched : now_monotonic();
-    in->groups = groups;
+    in->active = streq(in->status, "ACTIVE");
+    in->inactive = streq(in->status, "INACTIVE");
     in->tasks = tasks;
     in->used_cpu = used_cpu;
     in->used_memory = used_memory;
@@ -474,6 +519,12 @@ static void on_instance(cp *c, const key_parts *kp, const store_kv *old, const s
     in->registered_at = (usec_t) (json_number_value(json_object_get(doc, "registeredAt")) * 1e6);
     in->agent_version = js_str(js_obj(doc, "versionInfo"), "agentVersion");
     sk_omap_put(cl->instances, kp->id, in);
+    if (slot == SIZE_MAX)
+        in->slot = slot_alloc(cl, in);
+    else {
+        in->slot = slot;
+        cl->slots[slot] = in;
+    }
     if (instance_registered(in->status) && !in->managed)
         cl->registered_instances++;
 }
@@ -620,6 +671,13 @@ void cp_index_done(cp *c)
         cp_cluster_idx *cl = v;
         sk_omap_free(cl->tasks, free_task_v);
         sk_omap_free(cl->instances, free_instance_v);
+        const char *gk;
+        void *gv;
+        for (size_t git = 0; sk_hmap_next(&cl->groups, &git, &gk, &gv);)
+            group_idx_free(gv);
+        sk_hmap_done(&cl->groups);
+        free(cl->slots);
+        free(cl->free_slots);
         free(cl->scope_cluster);
         free(cl);
     }

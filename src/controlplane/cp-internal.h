@@ -98,7 +98,8 @@ struct cp_instance_info {
     size_t nattrs;
     usec_t registered_at;
     const char *agent_version; /* in doc */
-    sk_vec groups;             /* cp_group_count*: live tasks per task group */
+    size_t slot;               /* index in cluster->slots, stable while indexed */
+    bool active, inactive;     /* status is ACTIVE / INACTIVE */
     sk_vec tasks;              /* cp_task_info* (borrowed): tasks placed here, not STOPPED */
 };
 
@@ -109,10 +110,20 @@ typedef struct cp_family_idx {
     size_t n, cap;
 } cp_family_idx;
 
-typedef struct cp_group_count {
+/* Live (not STOPPED) tasks of one task group, per instance slot. */
+typedef struct cp_group_idx {
     char *group;
-    unsigned n;
-} cp_group_count;
+    unsigned *counts; /* by cp_instance_info.slot */
+    size_t cap;
+    unsigned total;
+} cp_group_idx;
+
+/* The group's entry (NULL when no live task has it) and the count on in. */
+const cp_group_idx *cp_group_find(const cp_cluster_idx *cl, const char *group);
+static inline unsigned cp_group_on(const cp_group_idx *g, const cp_instance_info *in)
+{
+    return g && in->slot < g->cap ? g->counts[in->slot] : 0;
+}
 
 unsigned cp_instance_group_count(const cp_instance_info *in, const char *group);
 /* remainingResources as DescribeContainerInstances reports it: the
@@ -124,6 +135,12 @@ struct cp_cluster_idx {
     char *scope_cluster; /* "acct/region/name" */
     sk_omap *tasks;      /* id -> cp_task_info* */
     sk_omap *instances;  /* id -> cp_instance_info* */
+    /* The same instances by slot (NULL: free slot), for whole-cluster scans. */
+    cp_instance_info **slots;
+    size_t nslots, slots_cap;
+    size_t *free_slots;
+    size_t nfree, free_cap;
+    sk_hmap groups; /* group -> cp_group_idx* */
     unsigned running_tasks;
     unsigned pending_tasks;
     unsigned active_services;

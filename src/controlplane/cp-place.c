@@ -148,15 +148,15 @@ unsigned cp_place(cp *c, cp_cluster_idx *cl, const cp_place_spec *spec, const cp
                   const char *group, bool fargate, const sk_vec *only, unsigned count,
                   cp_instance_info **ret_chosen, json_t *failures)
 {
-    size_t cap = cl ? sk_omap_size(cl->instances) : 0;
+    size_t cap = cl ? cl->nslots : 0;
     sched_instance *snap = xcalloc(cap ? cap : 1, sizeof(sched_instance));
     cp_instance_info **infos = xcalloc(cap ? cap : 1, sizeof(cp_instance_info *));
     qstorage *qs = xcalloc(cap ? cap : 1, sizeof(qstorage));
     size_t n = 0;
-    for (sk_omap_node *nd = cl ? sk_omap_seek(cl->instances, NULL) : NULL; nd;
-         nd = sk_omap_next(nd)) {
-        cp_instance_info *in = sk_omap_node_value(nd);
-        if (streq(in->status, "INACTIVE"))
+    const cp_group_idx *gi = cl ? cp_group_find(cl, group) : NULL;
+    for (size_t slot = 0; slot < cap; slot++) {
+        cp_instance_info *in = cl->slots[slot];
+        if (!in || in->inactive)
             continue;
         if (only) {
             bool listed = false;
@@ -169,7 +169,7 @@ unsigned cp_place(cp *c, cp_cluster_idx *cl, const cp_place_spec *spec, const cp
         *si = (sched_instance){
             .id = in->id,
             .arn = in->arn,
-            .active = streq(in->status, "ACTIVE"),
+            .active = in->active,
             .connected = cp_instance_connected(c, in),
             .ec2_ok = only ? true : in->ec2_ok,
             .fargate_ok = only ? true : in->fargate_ok,
@@ -177,7 +177,7 @@ unsigned cp_place(cp *c, cp_cluster_idx *cl, const cp_place_spec *spec, const cp
             .memory = in->reg_memory - in->used_memory,
             .attrs = in->attrs,
             .nattrs = in->nattrs,
-            .same_group = cp_instance_group_count(in, group),
+            .same_group = cp_group_on(gi, in),
         };
         for (int k = 0; k < 2; k++) {
             for (size_t p = 0; p < in->nports[k]; p++)

@@ -516,8 +516,10 @@ static void run_or_start(aws_call *call, bool start)
         for (sk_omap_node *n = cl ? sk_omap_seek(cl->instances, NULL) : NULL; n;
              n = sk_omap_next(n)) {
             cp_instance_info *ci = sk_omap_node_value(n);
-            if ((fargate ? ci->fargate_ok : ci->ec2_ok) && !streq(ci->status, "INACTIVE"))
+            if ((fargate ? ci->fargate_ok : ci->ec2_ok) && !ci->inactive) {
                 any = true;
+                break;
+            }
         }
         if (!any && !fargate) {
             store_txn_free(txn);
