@@ -704,13 +704,18 @@ cp_instance_info *cp_instance_find(cp *c, const aws_ctx *ctx, const char *cluste
     return cl ? sk_omap_get(cl->instances, id) : NULL;
 }
 
-bool cp_instance_connected(cp *c, const cp_instance_info *ci)
+bool cp_instance_connected_at(cp *c, const cp_instance_info *ci, usec_t now)
 {
     if (ci->polls_held)
         return true;
     if (!ci->last_seen)
         return false;
-    return now_monotonic() - ci->last_seen < (usec_t) c->cfg.agent_timeout_sec * USEC_PER_SEC;
+    return now - ci->last_seen < (usec_t) c->cfg.agent_timeout_sec * USEC_PER_SEC;
+}
+
+bool cp_instance_connected(cp *c, const cp_instance_info *ci)
+{
+    return ci->polls_held || cp_instance_connected_at(c, ci, now_monotonic());
 }
 
 static cp_instance_info *instance_lookup(cp *c, const char *account, const char *region,

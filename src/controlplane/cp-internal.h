@@ -252,6 +252,8 @@ void cp_index_done(cp *c);
 cp_task_info *cp_task_find(cp *c, const aws_ctx *ctx, const char *cluster, const char *id);
 cp_instance_info *cp_instance_find(cp *c, const aws_ctx *ctx, const char *cluster, const char *id);
 bool cp_instance_connected(cp *c, const cp_instance_info *ci);
+/* The same at monotonic time now (one clock read for a whole scan). */
+bool cp_instance_connected_at(cp *c, const cp_instance_info *ci, usec_t now);
 /* An agent poll of the instance starts (held) or stops waiting; both count
  * as hearing from the agent. */
 void cp_instance_poll_held(cp *c, const char *account, const char *region, const char *cluster,

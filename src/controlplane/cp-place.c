@@ -154,6 +154,19 @@ unsigned cp_place(cp *c, cp_cluster_idx *cl, const cp_place_spec *spec, const cp
     qstorage *qs = xcalloc(cap ? cap : 1, sizeof(qstorage));
     size_t n = 0;
     const cp_group_idx *gi = cl ? cp_group_find(cl, group) : NULL;
+    usec_t now = now_monotonic();
+    /* Every instance's port list lives in one arena, sized so that placing
+     * count tasks never grows a list (sched_instance_add_port won't realloc). */
+    size_t req_ports = json_array_size(req->ports), req_ports_udp = json_array_size(req->ports_udp);
+    size_t arena_len = 0;
+    for (size_t slot = 0; slot < cap; slot++) {
+        const cp_instance_info *in = cl->slots[slot];
+        if (in && !in->inactive)
+            arena_len += in->nports[0] + in->nused_ports[0] + in->nports[1] + in->nused_ports[1] +
+                         count * (req_ports + req_ports_udp);
+    }
+    uint16_t *arena = xmalloc((arena_len ? arena_len : 1) * sizeof(uint16_t));
+    size_t arena_off = 0;
     for (size_t slot = 0; slot < cap; slot++) {
         cp_instance_info *in = cl->slots[slot];
         if (!in || in->inactive)
@@ -170,7 +183,7 @@ unsigned cp_place(cp *c, cp_cluster_idx *cl, const cp_place_spec *spec, const cp
             .id = in->id,
             .arn = in->arn,
             .active = in->active,
-            .connected = cp_instance_connected(c, in),
+            .connected = cp_instance_connected_at(c, in, now),
             .ec2_ok = only ? true : in->ec2_ok,
             .fargate_ok = only ? true : in->fargate_ok,
             .cpu = in->reg_cpu - in->used_cpu,
@@ -180,12 +193,23 @@ unsigned cp_place(cp *c, cp_cluster_idx *cl, const cp_place_spec *spec, const cp
             .same_group = cp_group_on(gi, in),
         };
         for (int k = 0; k < 2; k++) {
+            size_t room = in->nports[k] + in->nused_ports[k] +
+                          count * (k == 0 ? req_ports : req_ports_udp);
+            if (k == 0) {
+                si->ports = arena + arena_off;
+                si->ports_cap = room;
+            } else {
+                si->ports_udp = arena + arena_off;
+                si->ports_udp_cap = room;
+            }
+            arena_off += room;
             for (size_t p = 0; p < in->nports[k]; p++)
                 sched_instance_add_port(si, in->ports[k][p], k == 1);
             for (size_t p = 0; p < in->nused_ports[k]; p++)
                 sched_instance_add_port(si, in->used_ports[k][p], k == 1);
         }
-        cp_query_target_init(c, in, &si->qt, &qs[n]);
+        if (spec->nmember_of)
+            cp_query_target_init(c, in, &si->qt, &qs[n]);
         infos[n++] = in;
     }
     uint16_t *ports = xcalloc(json_array_size(req->ports) + 1, sizeof(uint16_t));
@@ -237,8 +261,7 @@ unsigned cp_place(cp *c, cp_cluster_idx *cl, const cp_place_spec *spec, const cp
                                fargate ? "No Fargate capacity is registered in this cluster."
                                        : "No container instance can run this task."));
     }
-    for (size_t k = 0; k < n; k++)
-        sched_instance_done(&snap[k]);
+    free(arena);
     free(chosen);
     free(reasons);
     free(ports);
