@@ -617,8 +617,12 @@ static void on_taskdef(cp *c, const key_parts *kp, const store_kv *old, const st
     snprintf(family, sizeof(family), "%.*s", (int) (bang - kp->cluster), kp->cluster);
     bool active = false;
     if (new) {
-        /* Cheap check before parsing: the status string is in the document. */
-        if (strstr(new->value, "\"ACTIVE\"")) {
+        /* Records carry a copy of the status as their first member (keys are
+         * stored sorted); older records are parsed. */
+        static const char head[] = "{\"status\":\"";
+        if (strncmp(new->value, head, sizeof(head) - 1) == 0)
+            active = strncmp(new->value + sizeof(head) - 1, "ACTIVE\"", 7) == 0;
+        else if (strstr(new->value, "\"ACTIVE\"")) {
             json_t *d = json_loadb(new->value, new->len, 0, NULL);
             active = streq_ptr(js_str(js_obj(d, "taskDefinition"), "status"), "ACTIVE");
             json_decref(d);

@@ -123,6 +123,7 @@ CP_HANDLER(register_task_definition)
     js_set_time(td, "registeredAt", now_realtime());
     js_set_str(td, "registeredBy", principal);
     json_t *rec = json_object();
+    js_set_str(rec, "status", "ACTIVE"); /* mirrors taskDefinition.status (cp-index.c) */
     js_set(rec, "taskDefinition", json_incref(td));
     js_set(rec, "tags", js_arr(in, "tags") ? json_deep_copy(js_arr(in, "tags")) : json_array());
     _cleanup_free_ char *key = td_key(ctx, family, rev);
@@ -213,6 +214,7 @@ CP_HANDLER(describe_task_definition)
         sk_err_set(&err, SK_E_INTERNAL, "corrupt task definition record %s", key);
         return cp_fail(call, &err);
     }
+    js_set(rec, "status", NULL); /* the record's index copy, not part of the answer */
     if (!tags)
         js_set(rec, "tags", NULL);
     size_t len;
@@ -403,6 +405,7 @@ CP_HANDLER(deregister_task_definition)
     }
     if (streq_ptr(js_str(td, "status"), "ACTIVE")) {
         js_set_str(td, "status", "INACTIVE");
+        js_set_str(rec, "status", "INACTIVE");
         js_set_time(td, "deregisteredAt", now_realtime());
         if (store_put_json(c->st, key, rec, &err) < 0)
             return cp_fail(call, &err);
@@ -461,6 +464,7 @@ CP_HANDLER(delete_task_definitions)
         }
         if (streq_ptr(st, "INACTIVE")) {
             js_set_str(td, "status", "DELETE_IN_PROGRESS");
+            js_set_str(rec, "status", "DELETE_IN_PROGRESS");
             js_set_time(td, "deleteRequestedAt", now_realtime());
             if (store_put_json(c->st, key, rec, &err) < 0) {
                 json_array_append_new(failures, cp_failure(ref, sk_err_msg(&err), NULL));

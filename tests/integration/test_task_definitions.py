@@ -863,3 +863,23 @@ def test_round_trip_through_cli(server, tmp_path):
     td = server.aws("describe-task-definition", "--task-definition", fam)["taskDefinition"]
     _subset(FULL_CONTAINERS, td["containerDefinitions"], "$.containerDefinitions")
     _subset(FULL_VOLUMES, td["volumes"], "$.volumes")
+
+
+def test_describe_answer_has_only_the_model_members(ecs, raw):
+    """The wire answers of Register/Describe/Deregister carry the model's
+    top-level members and nothing of skiff's own record."""
+    fam = unique("wire")
+    reg = raw.__self__.raw_ok("RegisterTaskDefinition", {
+        "family": fam, "containerDefinitions": [{"name": "a", "image": "busybox", "memory": 64}]})
+    assert set(reg) <= {"taskDefinition", "tags"}, reg
+    for body in ({"taskDefinition": fam}, {"taskDefinition": fam, "include": ["TAGS"]}):
+        out = raw.__self__.raw_ok("DescribeTaskDefinition", body)
+        assert set(out) <= {"taskDefinition", "tags"}, out
+        assert out["taskDefinition"]["status"] == "ACTIVE"
+    ecs.deregister_task_definition(taskDefinition=f"{fam}:1")
+    out = raw.__self__.raw_ok("DescribeTaskDefinition", {"taskDefinition": f"{fam}:1"})
+    assert set(out) <= {"taskDefinition", "tags"}, out
+    assert out["taskDefinition"]["status"] == "INACTIVE"
+    # The family has no ACTIVE revision left: describing by family alone fails.
+    with raises_code("ClientException"):
+        ecs.describe_task_definition(taskDefinition=fam)
