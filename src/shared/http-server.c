@@ -462,7 +462,10 @@ int http_server_new(ev_loop *loop, const http_server_config *cfg, http_route_fn 
     struct sockaddr_storage ss;
     if (parse_listen(cfg->listen, &ss, err) < 0)
         return -1;
-    signal(SIGPIPE, SIG_IGN); /* see MHD_OPTION_SIGPIPE_HANDLED_BY_APP below */
+    /* SIGPIPE is ignored process-wide, which MHD_OPTION_SIGPIPE_HANDLED_BY_APP
+     * tells MHD: only then does it send file responses (registry blobs) with
+     * sendfile(2) instead of pread+send through the connection's pool. */
+    signal(SIGPIPE, SIG_IGN);
     http_server *s = xcalloc(1, sizeof(*s));
     s->loop = loop;
     s->route = route;
@@ -479,7 +482,7 @@ int http_server_new(ev_loop *loop, const http_server_config *cfg, http_route_fn 
             cfg->max_connections ? cfg->max_connections : default_connection_limit(),
             MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) HTTP_CONNECTION_POOL,
             MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int) 1, MHD_OPTION_LISTEN_BACKLOG_SIZE,
-            (unsigned int) 1024, MHD_OPTION_END);
+            (unsigned int) 1024, MHD_OPTION_SIGPIPE_HANDLED_BY_APP, (int) 1, MHD_OPTION_END);
     if (!s->d) {
         free(s);
         return sk_err_set(err, SK_E_SYSTEM, "cannot listen on %s (in use, or no permission)",
