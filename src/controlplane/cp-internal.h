@@ -336,6 +336,20 @@ CP_HANDLER(delete_service);
 CP_HANDLER(describe_services);
 CP_HANDLER(list_services);
 CP_HANDLER(list_services_by_namespace);
+CP_HANDLER(list_service_deployments);
+CP_HANDLER(describe_service_deployments);
+CP_HANDLER(describe_service_revisions);
+
+/* Service deployment history (cp-svcdeploy.c), kept in the service document. */
+void cp_svc_history_start(json_t *svc, const json_t *deployment);
+void cp_svc_history_rollback(json_t *svc, const char *failed_dep, const char *rollback_dep,
+                             const char *target_dep, const char *reason);
+void cp_svc_history_end(json_t *svc, const char *dep, bool success, const char *reason);
+void cp_svc_history_stop_all(json_t *svc, const char *reason);
+/* The service named by the input's cluster and service members
+ * (ServiceNotFoundException when absent). */
+int cp_service_load(cp *c, const aws_ctx *ctx, const json_t *in, char **ret_cluster, char **ret_key,
+                    json_t **ret_svc, sk_err *err);
 
 /* Periodic maintenance (expiring stopped tasks, finishing deletions). */
 void cp_gc_run(cp *c);

@@ -230,6 +230,7 @@ static void push_deployment(json_t *svc, json_t *d)
     }
     json_array_insert_new(deps, 0, d);
     js_set_str(svc, "taskDefinition", js_str(d, "taskDefinition"));
+    cp_svc_history_start(svc, d);
     json_t *internal = js_ensure_obj(svc, "_skiff");
     js_set_int(internal, "throttleFailures", 0);
     js_set(internal, "throttleUntil", NULL);
@@ -467,8 +468,8 @@ CP_HANDLER(create_service)
     json_decref(svc);
 }
 
-static int load_service(cp *c, const aws_ctx *ctx, const json_t *in, char **ret_cluster,
-                        char **ret_key, json_t **ret_svc, sk_err *err)
+int cp_service_load(cp *c, const aws_ctx *ctx, const json_t *in, char **ret_cluster, char **ret_key,
+                    json_t **ret_svc, sk_err *err)
 {
     _cleanup_free_ char *cluster = NULL;
     if (cp_cluster_get(c, ctx, js_str(in, "cluster"), false, &cluster, NULL, err) < 0)
@@ -493,7 +494,7 @@ CP_HANDLER(update_service)
     sk_err err = { 0 };
     _cleanup_free_ char *cluster = NULL, *key = NULL;
     _cleanup_json_ json_t *svc = NULL;
-    if (load_service(c, ctx, in, &cluster, &key, &svc, &err) < 0)
+    if (cp_service_load(c, ctx, in, &cluster, &key, &svc, &err) < 0)
         return cp_fail(call, &err);
     if (!streq_ptr(js_str(svc, "status"), "ACTIVE")) {
         sk_err_typed(&err, SK_E_INVALID, "ServiceNotActiveException", "Service was not ACTIVE.");
@@ -581,7 +582,7 @@ CP_HANDLER(delete_service)
     sk_err err = { 0 };
     _cleanup_free_ char *cluster = NULL, *key = NULL;
     _cleanup_json_ json_t *svc = NULL;
-    if (load_service(c, ctx, in, &cluster, &key, &svc, &err) < 0)
+    if (cp_service_load(c, ctx, in, &cluster, &key, &svc, &err) < 0)
         return cp_fail(call, &err);
     const char *st = js_str_or(svc, "status", "");
     if (streq(st, "INACTIVE")) {
@@ -595,6 +596,7 @@ CP_HANDLER(delete_service)
             return cp_fail(call, &err);
         }
         js_set_int(svc, "desiredCount", 0);
+        cp_svc_history_stop_all(svc, "The service was deleted.");
         js_set_str(svc, "status", "DRAINING");
         json_t *p = primary(svc);
         if (p)
@@ -977,7 +979,12 @@ static void apply_notes(sched_ctx *s, const sk_vec *notes)
                             "(service %s) (deployment %s) deployment failed: tasks failed to start.",
                             svc_name_of(s->svc), js_str(dep, "id"));
                     json_t *last = js_obj(internal, "lastCompleted");
-                    if (js_bool(cb, "rollback", false) && last && js_str(last, "taskDefinition")) {
+                    bool rollback = js_bool(cb, "rollback", false) && last &&
+                                    js_str(last, "taskDefinition");
+                    if (!rollback)
+                        cp_svc_history_end(s->svc, js_str(dep, "id"), false,
+                                           "ECS deployment circuit breaker: task failed to start.");
+                    if (rollback) {
                         char reason[160];
                         snprintf(reason, sizeof(reason),
                                  "ECS deployment circuit breaker: rolling back to deploymentId %s.",
@@ -985,6 +992,8 @@ static void apply_notes(sched_ctx *s, const sk_vec *notes)
                         json_t *nd = new_deployment(s->svc, js_str(last, "taskDefinition"), NULL);
                         js_set_str(nd, "rolloutStateReason", reason);
                         push_deployment(s->svc, nd);
+                        cp_svc_history_rollback(s->svc, js_str(dep, "id"), js_str(nd, "id"),
+                                                js_str(last, "id"), reason);
                         add_event(s->svc, "(service %s) (deployment %s) deployment started: %s",
                                   svc_name_of(s->svc), js_str(nd, "id"), reason);
                     }
@@ -1380,6 +1389,7 @@ static void finish_deployments(sched_ctx *s)
                          js_str_or(p, "taskDefinition", "")));
         add_event(svc, "(service %s) (deployment %s) deployment completed.", name,
                   js_str_or(p, "id", ""));
+        cp_svc_history_end(svc, js_str(p, "id"), true, reason);
         s->changed = true;
     }
     bool was_steady = js_bool(internal, "steady", false);

@@ -426,3 +426,94 @@ def test_thousand_task_service_on_hundred_instances(sim_factory, record_property
     live = [t for t in describe_tasks(ecs, cl, list_task_arns(ecs, cl, desiredStatus="STOPPED"))
             if t["lastStatus"] != "STOPPED"]
     assert live == []
+
+
+# --- service deployments and revisions (raw requests: Debian's botocore
+# predates ListServiceDeployments) ---
+
+def _deployments(sim, name, **kw):
+    body = {"cluster": sim.cluster, "service": name}
+    body.update(kw)
+    return sim.fleet.server.raw_ok("ListServiceDeployments", body)
+
+
+def _describe_deployments(sim, arns):
+    return sim.fleet.server.raw_ok("DescribeServiceDeployments", {"serviceDeploymentArns": arns})
+
+
+def test_service_deployments_record_each_rollout(sim):
+    ecs, cl = sim.ecs, sim.cluster
+    fam = unique("sd")
+    v1 = register_td(ecs, "busybox:1", family=fam, cpu=16, memory=16)
+    v2 = register_td(ecs, "busybox:1", family=fam, cpu=16, memory=32)
+    name = create_service(ecs, cl, v1, 3)
+    wait_steady(ecs, cl, name, 3, timeout=60)
+    svc_arn = describe_service(ecs, cl, name)["serviceArn"]
+
+    def first_successful():
+        out = _deployments(sim, name)["serviceDeployments"]
+        return out if out and out[0]["status"] == "SUCCESSFUL" else None
+
+    first = wait_for(first_successful, 30, 0.2, "the first deployment to succeed")
+    assert len(first) == 1
+    d1 = first[0]
+    prefix = svc_arn.replace(":service/", ":service-deployment/")
+    assert d1["serviceDeploymentArn"].startswith(prefix + "/"), d1
+    assert d1["serviceArn"] == svc_arn and d1["clusterArn"].endswith(f":cluster/{cl}")
+    assert d1["targetServiceRevisionArn"].startswith(
+        svc_arn.replace(":service/", ":service-revision/") + "/")
+    dep_id = describe_service(ecs, cl, name)["deployments"][0]["id"]
+    assert d1["serviceDeploymentArn"].endswith("/" + dep_id.split("/", 1)[1])
+    assert "finishedAt" in d1 and d1["finishedAt"] >= d1["startedAt"]
+
+    ecs.update_service(cluster=cl, service=name, taskDefinition=v2["taskDefinitionArn"])
+    wait_steady(ecs, cl, name, 3, timeout=60)
+    both = wait_for(lambda: (lambda o: o if len(o) == 2 and o[0]["status"] == "SUCCESSFUL"
+                             else None)(_deployments(sim, name)["serviceDeployments"]),
+                    30, 0.2, "the second deployment to succeed")
+    assert both[1]["serviceDeploymentArn"] == d1["serviceDeploymentArn"], "newest first"
+    assert _deployments(sim, name, status=["IN_PROGRESS"])["serviceDeployments"] == []
+    page = _deployments(sim, name, maxResults=1)
+    assert len(page["serviceDeployments"]) == 1 and page.get("nextToken")
+    rest = _deployments(sim, name, maxResults=1, nextToken=page["nextToken"])
+    assert rest["serviceDeployments"][0]["serviceDeploymentArn"] == d1["serviceDeploymentArn"]
+
+    full = _describe_deployments(sim, [both[0]["serviceDeploymentArn"],
+                                       prefix + "/1234567890123456789"])
+    assert [f["reason"] for f in full["failures"]] == ["MISSING"]
+    d2 = full["serviceDeployments"][0]
+    assert d2["status"] == "SUCCESSFUL"
+    assert d2["deploymentConfiguration"]["maximumPercent"] == 200
+    assert [s["arn"] for s in d2["sourceServiceRevisions"]] == [d1["targetServiceRevisionArn"]]
+    revs = sim.fleet.server.raw_ok("DescribeServiceRevisions", {
+        "serviceRevisionArns": [d1["targetServiceRevisionArn"], d2["targetServiceRevision"]["arn"]]})
+    assert revs["failures"] == []
+    assert [r["taskDefinition"] for r in revs["serviceRevisions"]] == [
+        v1["taskDefinitionArn"], v2["taskDefinitionArn"]]
+    r = sim.fleet.server.raw("ListServiceDeployments", {"cluster": cl, "service": "nope"})
+    assert r.status == 400 and r.json["__type"].endswith("ServiceNotFoundException"), r
+
+
+def test_service_deployment_rollback_is_recorded(sim):
+    ecs, cl = sim.ecs, sim.cluster
+    fam = unique("sdr")
+    good = register_td(ecs, "busybox:1", family=fam, cpu=16, memory=16)
+    bad = register_td(ecs, "registry.local/does-not-exist:1", family=fam, cpu=16, memory=16)
+    name = create_service(ecs, cl, good, 10, deploymentConfiguration={
+        "deploymentCircuitBreaker": {"enable": True, "rollback": True}})
+    wait_steady(ecs, cl, name, 10, timeout=60)
+    wait_for(lambda: _deployments(sim, name)["serviceDeployments"][0]["status"] == "SUCCESSFUL",
+             30, 0.2, "the first deployment to succeed")
+    ecs.update_service(cluster=cl, service=name, taskDefinition=bad["taskDefinitionArn"])
+
+    def rolled_back():
+        out = _deployments(sim, name)["serviceDeployments"]
+        return out if out[0]["status"] == "ROLLBACK_SUCCESSFUL" else None
+
+    out = wait_for(rolled_back, 90, 0.2, "the failed deployment to finish its rollback")
+    assert len(out) == 2, "the rollback belongs to the failed deployment's record"
+    full = _describe_deployments(sim, [out[0]["serviceDeploymentArn"]])["serviceDeployments"][0]
+    assert full["rollback"]["serviceRevisionArn"] == out[1]["targetServiceRevisionArn"]
+    assert "circuit breaker" in full["rollback"]["reason"]
+    svc = describe_service(ecs, cl, name)
+    assert svc["taskDefinition"] == good["taskDefinitionArn"]
