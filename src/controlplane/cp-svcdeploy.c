@@ -187,35 +187,49 @@ static void copy_time(json_t *dst, const char *dk, const json_t *src, const char
         js_set(dst, dk, json_copy(v));
 }
 
-static json_t *brief_view(const json_t *svc, const json_t *e)
+/* The members ListServiceDeployments and DescribeServiceDeployments share;
+ * ret_revision_arn gets the target revision's ARN. */
+static json_t *deployment_base(const json_t *svc, const json_t *e, char **ret_revision_arn)
 {
     json_t *o = json_object();
     _cleanup_free_ char *arn = child_arn(svc, "service-deployment", js_str_or(e, "id", ""));
-    _cleanup_free_ char *rarn = child_arn(svc, "service-revision", js_str_or(e, "id", ""));
     js_set_str(o, "serviceDeploymentArn", arn);
     js_set_str(o, "serviceArn", js_str_or(svc, "serviceArn", ""));
     js_set_str(o, "clusterArn", js_str_or(svc, "clusterArn", ""));
-    copy_time(o, "startedAt", e, "startedAt");
     copy_time(o, "createdAt", e, "createdAt");
+    copy_time(o, "startedAt", e, "startedAt");
     copy_time(o, "finishedAt", e, "finishedAt");
-    js_set_str(o, "targetServiceRevisionArn", rarn);
     js_set_str(o, "status", js_str_or(e, "status", "IN_PROGRESS"));
     if (js_str(e, "statusReason"))
         js_set_str(o, "statusReason", js_str(e, "statusReason"));
+    *ret_revision_arn = child_arn(svc, "service-revision", js_str_or(e, "id", ""));
     return o;
+}
+
+static json_t *brief_view(const json_t *svc, const json_t *e)
+{
+    _cleanup_free_ char *rarn = NULL;
+    json_t *o = deployment_base(svc, e, &rarn);
+    js_set_str(o, "targetServiceRevisionArn", rarn);
+    return o;
+}
+
+/* The service's live deployment for history entry e, if it is still listed. */
+static const json_t *live_deployment(const json_t *svc, const json_t *e)
+{
+    size_t i;
+    json_t *d;
+    json_array_foreach(js_arr(svc, "deployments"), i, d) {
+        if (streq_ptr(numeric_id(js_str(d, "id")), js_str(e, "id")))
+            return d;
+    }
+    return NULL;
 }
 
 static json_t *full_view(const json_t *svc, const json_t *e)
 {
-    json_t *o = json_object();
-    _cleanup_free_ char *arn = child_arn(svc, "service-deployment", js_str_or(e, "id", ""));
-    _cleanup_free_ char *rarn = child_arn(svc, "service-revision", js_str_or(e, "id", ""));
-    js_set_str(o, "serviceDeploymentArn", arn);
-    js_set_str(o, "serviceArn", js_str_or(svc, "serviceArn", ""));
-    js_set_str(o, "clusterArn", js_str_or(svc, "clusterArn", ""));
-    copy_time(o, "createdAt", e, "createdAt");
-    copy_time(o, "startedAt", e, "startedAt");
-    copy_time(o, "finishedAt", e, "finishedAt");
+    _cleanup_free_ char *rarn = NULL;
+    json_t *o = deployment_base(svc, e, &rarn);
     copy_time(o, "stoppedAt", e, "stoppedAt");
     copy_time(o, "updatedAt", e, "updatedAt");
     json_t *sources = json_array();
@@ -223,32 +237,35 @@ static json_t *full_view(const json_t *svc, const json_t *e)
     json_t *s;
     json_array_foreach(js_arr(e, "sourceRevisions"), i, s) {
         _cleanup_free_ char *sarn = child_arn(svc, "service-revision", js_str_or(s, "id", ""));
-        json_array_append_new(
-                sources,
-                json_pack("{s:s, s:I, s:I, s:I}", "arn", sarn, "requestedTaskCount", (json_int_t) 0,
-                          "runningTaskCount", (json_int_t) js_int(s, "runningTasks", 0),
-                          "pendingTaskCount", (json_int_t) js_int(s, "pendingTasks", 0)));
+        json_array_append_new(sources, json_pack("{s:s, s:I, s:I}", "arn", sarn, "runningTaskCount",
+                                                 (json_int_t) js_int(s, "runningTasks", 0),
+                                                 "pendingTaskCount",
+                                                 (json_int_t) js_int(s, "pendingTasks", 0)));
     }
     js_set(o, "sourceServiceRevisions", sources);
-    js_set(o, "targetServiceRevision",
-           json_pack("{s:s, s:I, s:I, s:I}", "arn", rarn, "requestedTaskCount",
-                     (json_int_t) js_int(svc, "desiredCount", 0), "runningTaskCount",
-                     (json_int_t) 0, "pendingTaskCount", (json_int_t) 0));
-    js_set_str(o, "status", js_str_or(e, "status", "IN_PROGRESS"));
-    if (js_str(e, "statusReason"))
-        js_set_str(o, "statusReason", js_str(e, "statusReason"));
+    /* Task counts only while the deployment is live (in DescribeServices). */
+    const json_t *live = live_deployment(svc, e);
+    json_t *target = json_pack("{s:s}", "arn", rarn);
+    if (live) {
+        js_set_int(target, "requestedTaskCount", js_int(live, "desiredCount", 0));
+        js_set_int(target, "runningTaskCount", js_int(live, "runningCount", 0));
+        js_set_int(target, "pendingTaskCount", js_int(live, "pendingCount", 0));
+    }
+    js_set(o, "targetServiceRevision", target);
     json_t *dc = js_obj(e, "deploymentConfiguration");
     if (dc) {
         js_set(o, "deploymentConfiguration", json_deep_copy(dc));
         json_t *cb = js_obj(dc, "deploymentCircuitBreaker");
-        if (js_bool(cb, "enable", false))
-            js_set(o, "deploymentCircuitBreaker",
-                   json_pack("{s:s, s:I, s:I}", "status",
-                             streq_ptr(js_str(e, "status"), "IN_PROGRESS") ? "MONITORING"
-                             : strstr(js_str_or(e, "status", ""), "ROLLBACK")
-                                     ? "TRIGGERED"
-                                     : "MONITORING_COMPLETE",
-                             "failureCount", (json_int_t) 0, "threshold", (json_int_t) 0));
+        if (js_bool(cb, "enable", false)) {
+            const char *st = js_str_or(e, "status", "");
+            json_t *v = json_pack("{s:s}", "status",
+                                  streq(st, "IN_PROGRESS") ? "MONITORING"
+                                  : strstr(st, "ROLLBACK") ? "TRIGGERED"
+                                                           : "MONITORING_COMPLETE");
+            if (live)
+                js_set_int(v, "failureCount", js_int(live, "failedTasks", 0));
+            js_set(o, "deploymentCircuitBreaker", v);
+        }
     }
     json_t *rb = js_obj(e, "rollback");
     if (rb) {
