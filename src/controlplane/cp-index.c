@@ -719,7 +719,7 @@ bool cp_instance_connected_at(cp *c, const cp_instance_info *ci, usec_t now)
 
 bool cp_instance_connected(cp *c, const cp_instance_info *ci)
 {
-    return ci->polls_held || cp_instance_connected_at(c, ci, now_monotonic());
+    return cp_instance_connected_at(c, ci, now_monotonic());
 }
 
 static cp_instance_info *instance_lookup(cp *c, const char *account, const char *region,
