@@ -194,7 +194,7 @@ def wait_for(pred, timeout=10.0, interval=0.05, what="condition"):
         if last:
             return last
         time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
 def paginate(call, key, **kw):

@@ -18,12 +18,12 @@ import shutil
 import signal
 import subprocess
 import time
-import uuid
 import warnings
 
 import pytest
 
 from conftest import SKIFF_BIN
+from ecs_helpers import unique, wait_for  # noqa: F401 (re-exported to the service tests)
 
 REGION = "us-east-1"
 ZONES = ("us-east-1a", "us-east-1b", "us-east-1c", "us-east-1d")
@@ -37,21 +37,6 @@ SLEEP_CMD = ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]
 STUBBORN_CMD = ["sh", "-c", "trap '' TERM; while true; do sleep 1; done"]
 
 HEALTHY_DELAY = 1.0  # SKIFF_SERVICE_HEALTHY_DELAY given to every server here
-
-
-def unique(prefix="t"):
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
-
-
-def wait_for(pred, timeout=10.0, interval=0.05, what="condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = pred()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
 def short_id(arn):
