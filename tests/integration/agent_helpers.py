@@ -36,6 +36,7 @@ import pytest
 
 import oci_images
 from conftest import SKIFF_BIN, Server
+from ports import free_port
 
 ACCOUNT = "000000000000"
 CLUSTER = "default"
@@ -79,11 +80,6 @@ def derived_subnet(data_dir, awsvpc=False):
         h = h[2:]
     return f"10.{(128 if awsvpc else 64) + h[0] % 60}.{h[1]}.0/24"
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_until(pred, timeout=20.0, interval=0.1, what="condition"):

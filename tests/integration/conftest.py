@@ -17,7 +17,6 @@ import os
 import pathlib
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -31,6 +30,7 @@ import botocore.credentials
 import pytest
 import requests
 from botocore.config import Config
+from ports import free_port
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 SKIFF_BIN = os.environ.get("SKIFF_BIN") or str(REPO / "build" / "skiff")
@@ -66,11 +66,6 @@ def pytest_sessionstart(session):
     if not os.access(AWS_CLI, os.X_OK):
         pytest.exit(f"aws CLI not found: {AWS_CLI} (set SKIFF_AWS_CLI)", returncode=4)
 
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class ServerError(RuntimeError):

@@ -9,12 +9,13 @@ import io
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tarfile
 import tempfile
 import time
 import urllib.request
+
+from ports import free_port
 
 BUSYBOX = "/bin/busybox"
 APPLETS = ["sh", "ls", "cat", "echo", "sleep", "wget", "nc", "httpd", "ip", "hostname", "id",
@@ -135,11 +136,6 @@ def build_layout(layout, layers, config=None, tag="latest", gzip_layers=True):
         json.dump(index, f)
     return md
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Registry:

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from conftest import Server
+from conftest import Server, free_port
 from service_helpers import images  # noqa: F401  (session fixture)
 from service_helpers import (ZONES, Fleet, Trio, describe_service, describe_tasks, events,
                              remaining, service_tasks, short_id, unique, wait_for, wait_steady)
@@ -158,7 +158,7 @@ def test_run_task_failure_cpu_and_memory(trio):
 
 def test_run_task_failure_static_host_port_in_use(trio):
     ecs, cl = trio.ecs, trio.cluster
-    port = 20000 + (int(unique("p")[-4:], 16) % 20000)
+    port = free_port()
     td = trio.td(host_port=port)
     a = trio.arn["us-east-1a"]
     first = ecs.start_task(cluster=cl, taskDefinition=td["taskDefinitionArn"],
