@@ -272,6 +272,71 @@ void cas_writer_abort(cas_writer *w)
     free(w);
 }
 
+const char *cas_writer_name(const cas_writer *w)
+{
+    return w->name;
+}
+
+void cas_writer_close(cas_writer *w)
+{
+    if (!w)
+        return;
+    closep(&w->fd);
+    sk_sha256_free(w->h);
+    free(w);
+}
+
+static bool temp_name_valid(const char *name)
+{
+    const char *hex = startswith(name, "w-");
+    if (!hex || strlen(hex) != 16)
+        return false;
+    for (const char *p = hex; *p; p++)
+        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+            return false;
+    return true;
+}
+
+int cas_writer_resume(cas *c, const char *name, cas_writer **ret, sk_err *err)
+{
+    if (!name || !temp_name_valid(name))
+        return sk_err_set(err, SK_E_INVALID, "invalid staged upload name '%.64s'",
+                          name ? name : "");
+    _cleanup_close_ int fd = openat(c->tmp_fd, name, O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+    if (fd < 0 && errno == ENOENT)
+        return sk_err_set(err, SK_E_NOT_FOUND, "staged upload '%s' is gone", name);
+    if (fd < 0) {
+        int e = errno;
+        return sk_err_sys(err, e, "open staged upload '%s'", name);
+    }
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+        return sk_err_set(err, SK_E_INVALID, "staged upload '%s' is not a regular file", name);
+    cas_writer *w = xcalloc(1, sizeof(*w));
+    w->c = c;
+    w->fd = -EBADF;
+    strlcpy_s(w->name, name, sizeof(w->name));
+    w->h = sk_sha256_new();
+    char buf[65536];
+    for (;;) {
+        ssize_t n = read(fd, buf, sizeof(buf));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            int e = errno;
+            cas_writer_close(w);
+            return sk_err_sys(err, e, "read staged upload '%s'", name);
+        }
+        if (n == 0)
+            break;
+        sk_sha256_update(w->h, buf, (size_t) n);
+        w->size += (uint64_t) n;
+    }
+    w->fd = TAKE_FD(fd);
+    *ret = w;
+    return 0;
+}
+
 int cas_writer_commit(cas_writer *w, const char *expected, char ret_digest[CAS_DIGEST_MAX],
                       sk_err *err)
 {

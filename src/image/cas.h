@@ -47,6 +47,14 @@ void cas_writer_digest(const cas_writer *w, char out[CAS_DIGEST_MAX]);
 int cas_writer_commit(cas_writer *w, const char *expected, char ret_digest[CAS_DIGEST_MAX],
                       sk_err *err);
 void cas_writer_abort(cas_writer *w);
+/* Staged writes that outlive the process (registry upload sessions): name is
+ * the writer's temp file under DIR/tmp/. cas_writer_close frees w but keeps
+ * the file; cas_writer_resume reopens it, rehashing what it holds, so writing
+ * continues where the file ends. Temp files untouched for a day are removed
+ * by cas_open. */
+const char *cas_writer_name(const cas_writer *w);
+void cas_writer_close(cas_writer *w);
+int cas_writer_resume(cas *c, const char *name, cas_writer **ret, sk_err *err);
 
 /* Stores a whole buffer (manifests, configs). */
 int cas_put(cas *c, const void *p, size_t n, const char *expected, char ret_digest[CAS_DIGEST_MAX],

@@ -870,14 +870,13 @@ static void initiate_layer_upload(aws_call *c)
     _cleanup_json_ json_t *repo = load_repo_or_reply(c, &ns);
     if (!repo)
         return;
-    reg_upload *u = reg_upload_new(r, &ns, repo_name(c), &err);
+    reg_upload *u = reg_upload_new(r, &ns, repo_name(c), true, &err);
     if (!u) {
         if (err.type && streq(err.type, "TOOMANYREQUESTS"))
             err.type = "LimitExceededException";
         fail(c, &err);
         return;
     }
-    u->via_api = true;
     aws_reply(c, json_pack("{s:s, s:I}", "uploadId", u->id, "partSize", (json_int_t) ECR_PART_MAX));
 }
 
@@ -954,6 +953,10 @@ static void upload_layer_part(aws_call *c)
     }
     u->last_part_len = len;
     u->last_active = now_monotonic();
+    if (reg_upload_save(R(c), u, &err) < 0) {
+        fail(c, &err);
+        return;
+    }
     aws_reply(c, json_pack("{s:s, s:s, s:s, s:I}", "registryId", ns.account, "repositoryName",
                            u->repo, "uploadId", u->id, "lastByteReceived", (json_int_t) last));
 }

@@ -54,7 +54,8 @@ struct reg_registry {
     uint8_t token_key[32];
     aws_service_def ecr_def;
     aws_op_binding *ops;
-    sk_hmap uploads; /* id → reg_upload* */
+    sk_hmap uploads;      /* id → reg_upload* */
+    sk_vec stale_uploads; /* while loading: keys of records that cannot resume */
     ev_timer *lc_timer;
     ev_timer *gc_timer;
     ev_timer *upload_timer;
@@ -109,7 +110,13 @@ bool reg_repo_has_images(reg_registry *r, const reg_ns *ns, const char *repo);
 void reg_v2_route(http_req *req, void *userdata);
 void reg_ecr_init(reg_registry *r);
 void reg_uploads_free(reg_registry *r);
-reg_upload *reg_upload_new(reg_registry *r, const reg_ns *ns, const char *repo, sk_err *err);
+/* Upload sessions are durable (store record + staged file) and survive
+ * restarts; reg_uploads_free keeps them, reg_upload_drop ends one. */
+reg_upload *reg_upload_new(reg_registry *r, const reg_ns *ns, const char *repo, bool via_api,
+                           sk_err *err);
+/* Records the session's part bookkeeping (after an API part). */
+int reg_upload_save(reg_registry *r, const reg_upload *u, sk_err *err);
+void reg_uploads_load(reg_registry *r);
 reg_upload *reg_upload_find(reg_registry *r, const reg_ns *ns, const char *repo, const char *id);
 void reg_upload_drop(reg_registry *r, reg_upload *u);
 

@@ -257,7 +257,24 @@ static void respond_file(http_req *req, unsigned status, const char *ct, int fd,
 
 /* --- uploads --- */
 
-reg_upload *reg_upload_new(reg_registry *r, const reg_ns *ns, const char *repo, sk_err *err)
+/* Sessions are recorded under ecr/<acct>/<region>/upload/<id> with the name
+ * of their staged file, so that an upload resumes after a restart. */
+static char *upload_key(const reg_upload *u)
+{
+    return reg_key(&u->ns, "upload", "%s", u->id);
+}
+
+int reg_upload_save(reg_registry *r, const reg_upload *u, sk_err *err)
+{
+    _cleanup_free_ char *k = upload_key(u);
+    _cleanup_json_ json_t *v = json_pack("{s:s, s:s, s:b, s:b, s:I}", "repo", u->repo, "file",
+                                         cas_writer_name(u->w), "api", u->via_api, "smallPart",
+                                         u->small_part, "lastPart", (json_int_t) u->last_part_len);
+    return store_put_json(r->st, k, v, err);
+}
+
+reg_upload *reg_upload_new(reg_registry *r, const reg_ns *ns, const char *repo, bool via_api,
+                           sk_err *err)
 {
     if (sk_hmap_size(&r->uploads) >= r->max_uploads) {
         sk_err_typed(err, SK_E_LIMIT, "TOOMANYREQUESTS", "too many uploads in progress");
@@ -271,9 +288,61 @@ reg_upload *reg_upload_new(reg_registry *r, const reg_ns *ns, const char *repo, 
     random_uuid(u->id);
     u->ns = *ns;
     strlcpy_s(u->repo, repo, sizeof(u->repo));
+    u->via_api = via_api;
+    if (reg_upload_save(r, u, err) < 0) {
+        cas_writer_abort(u->w);
+        free(u);
+        return NULL;
+    }
     u->last_active = now_monotonic();
     sk_hmap_put(&r->uploads, u->id, u);
     return u;
+}
+
+static bool load_upload(const store_kv *kv, void *userdata)
+{
+    reg_registry *r = userdata;
+    /* ecr/<acct>/<region>/upload/<id> */
+    const char *p = kv->key + 4;
+    const char *s1 = strchr(p, '/');
+    const char *s2 = s1 ? strchr(s1 + 1, '/') : NULL;
+    const char *id = s2 ? startswith(s2 + 1, "upload/") : NULL;
+    if (!id || (size_t) (s1 - p) != REG_ACCOUNT_LEN || (size_t) (s2 - s1 - 1) > REG_REGION_MAX)
+        return true;
+    _cleanup_json_ json_t *v = json_loadb(kv->value, kv->len, 0, NULL);
+    const char *repo = js_str(v, "repo");
+    reg_upload *u = xcalloc(1, sizeof(*u));
+    memcpy(u->ns.account, p, REG_ACCOUNT_LEN);
+    memcpy(u->ns.region, s1 + 1, (size_t) (s2 - s1 - 1));
+    _cleanup_err_ sk_err err = { 0 };
+    if (strlen(id) >= sizeof(u->id) || !repo || strlen(repo) >= sizeof(u->repo) ||
+        cas_writer_resume(r->cas, js_str(v, "file"), &u->w, &err) < 0) {
+        log_warn("ecr: dropping upload %s: %s", id, err.msg ? sk_err_msg(&err) : "bad record");
+        sk_vec_push(&r->stale_uploads, xstrdup(kv->key));
+        free(u);
+        return true;
+    }
+    strlcpy_s(u->id, id, sizeof(u->id));
+    strlcpy_s(u->repo, repo, sizeof(u->repo));
+    u->via_api = js_bool(v, "api", false);
+    u->small_part = js_bool(v, "smallPart", false);
+    u->last_part_len = (uint64_t) js_int(v, "lastPart", 0);
+    u->last_active = now_monotonic();
+    sk_hmap_put(&r->uploads, u->id, u);
+    return true;
+}
+
+void reg_uploads_load(reg_registry *r)
+{
+    store_range(r->st, "ecr/", NULL, load_upload, r);
+    for (size_t i = 0; i < r->stale_uploads.len; i++) {
+        _cleanup_err_ sk_err err = { 0 };
+        if (store_delete(r->st, r->stale_uploads.items[i], &err) < 0)
+            log_warn("ecr: %s", sk_err_msg(&err));
+    }
+    sk_vec_done(&r->stale_uploads, free);
+    if (sk_hmap_size(&r->uploads))
+        log_info("ecr: resumed %zu upload sessions", sk_hmap_size(&r->uploads));
 }
 
 reg_upload *reg_upload_find(reg_registry *r, const reg_ns *ns, const char *repo, const char *id)
@@ -289,6 +358,10 @@ void reg_upload_drop(reg_registry *r, reg_upload *u)
 {
     if (!u)
         return;
+    _cleanup_free_ char *k = upload_key(u);
+    _cleanup_err_ sk_err err = { 0 };
+    if (store_delete(r->st, k, &err) < 0)
+        log_warn("ecr: forget upload %s: %s", u->id, sk_err_msg(&err));
     sk_hmap_remove(&r->uploads, u->id);
     cas_writer_abort(u->w);
     free(u);
@@ -300,7 +373,7 @@ void reg_uploads_free(reg_registry *r)
     void *v;
     for (size_t it = 0; sk_hmap_next(&r->uploads, &it, &k, &v);) {
         reg_upload *u = v;
-        cas_writer_abort(u->w);
+        cas_writer_close(u->w); /* staged data stays for the next start */
         free(u);
     }
     sk_hmap_done(&r->uploads);
@@ -457,7 +530,7 @@ static void upload_start(reg_registry *r, http_req *req, const reg_ns *ns, const
         http_req_set_ops(req, &upload_ops, q);
         return;
     }
-    reg_upload *u = reg_upload_new(r, ns, rt->name, &err);
+    reg_upload *u = reg_upload_new(r, ns, rt->name, false, &err);
     if (!u) {
         v2_error_from(req, &err);
         return;

@@ -385,6 +385,7 @@ int reg_new(ev_loop *loop, store *st, const reg_config *cfg, reg_registry **ret,
         return -1;
     }
     reg_ecr_init(r);
+    reg_uploads_load(r);
     r->lc_timer = ev_timer_new(loop, on_lc_timer, r);
     r->gc_timer = ev_timer_new(loop, on_gc_timer, r);
     r->upload_timer = ev_timer_new(loop, on_upload_timer, r);

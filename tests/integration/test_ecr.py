@@ -674,6 +674,58 @@ def test_chunked_resumable_upload(reg_server, reg, ecr):
     assert r.status_code == 404 and code_of(r) == "BLOB_UNKNOWN"
 
 
+def test_upload_sessions_survive_kill9_and_restart(reg_server, reg, ecr):
+    """A chunked /v2/ upload and an API layer upload resume after kill -9 and
+    after a clean restart; the staged files are gone once both complete."""
+    create_repo(ecr, "resume")
+    data = os.urandom(300_000)
+    r = reg.req("POST", "/v2/resume/blobs/uploads/")
+    assert r.status_code == 202
+    loc = r.headers["Location"]
+    r = reg.req("PATCH", loc, data=data[:100_000], headers={"Content-Range": "0-99999"})
+    assert r.status_code == 202 and r.headers["Range"] == "0-99999"
+    # The API path: a first part of the 5 MiB minimum, so a later small part is the last one.
+    big = os.urandom(5 << 20)
+    small = os.urandom(1000)
+    uid = ecr.initiate_layer_upload(repositoryName="resume")["uploadId"]
+    ecr.upload_layer_part(repositoryName="resume", uploadId=uid, partFirstByte=0,
+                          partLastByte=len(big) - 1, layerPartBlob=big)
+    # An upload cancelled after the restart leaves nothing behind either.
+    doomed = reg.req("POST", "/v2/resume/blobs/uploads/").headers["Location"]
+    reg_server.kill9()
+    reg_server.start()
+    r = reg.req("GET", loc)
+    assert r.status_code == 204 and r.headers["Range"] == "0-99999", r.text
+    # An out-of-order chunk is still refused with the resumed offset.
+    r = reg.req("PATCH", loc, data=data[200_000:], headers={"Content-Range": "200000-299999"})
+    assert r.status_code == 416 and r.headers["Range"] == "0-99999"
+    r = reg.req("PATCH", loc, data=data[100_000:200_000], headers={"Content-Range": "100000-199999"})
+    assert r.status_code == 202 and r.headers["Range"] == "0-199999"
+    assert reg.req("DELETE", doomed).status_code == 204
+    reg_server.restart()
+    r = reg.req("PUT", loc, params={"digest": sha256(data)}, data=data[200_000:],
+                headers={"Content-Range": "200000-299999"})
+    assert r.status_code == 201, r.text
+    assert reg.req("GET", f"/v2/resume/blobs/{sha256(data)}").content == data
+    assert code_of(reg.req("GET", loc)) == "BLOB_UPLOAD_UNKNOWN"
+    # The API upload continues at the byte after the first part.
+    with pytest.raises(ClientError) as e:
+        ecr.upload_layer_part(repositoryName="resume", uploadId=uid, partFirstByte=0,
+                              partLastByte=len(small) - 1, layerPartBlob=small)
+    assert ecr_error(e) == "InvalidLayerPartException"
+    assert e.value.response["lastValidByteReceived"] == len(big) - 1
+    ecr.upload_layer_part(repositoryName="resume", uploadId=uid, partFirstByte=len(big),
+                          partLastByte=len(big) + len(small) - 1, layerPartBlob=small)
+    out = ecr.complete_layer_upload(repositoryName="resume", uploadId=uid,
+                                    layerDigests=[sha256(big + small)])
+    assert out["layerDigest"] == sha256(big + small)
+    got = ecr.batch_check_layer_availability(repositoryName="resume",
+                                             layerDigests=[sha256(big + small)])["layers"]
+    assert got[0]["layerAvailability"] == "AVAILABLE" and got[0]["layerSize"] == len(big + small)
+    staged = list((reg_server.data_dir / "registry" / "tmp").iterdir())
+    assert staged == [], staged
+
+
 def test_cross_repository_mount(reg_server, reg, ecr):
     create_repo(ecr, "src-repo")
     create_repo(ecr, "dst-repo")

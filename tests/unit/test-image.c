@@ -302,6 +302,49 @@ TEST(cas_mismatch_and_invalid)
     cas_close(c);
 }
 
+TEST(cas_writer_close_and_resume)
+{
+    _cleanup_tmpdir_ char *dir = make_tmpdir();
+    _cleanup_err_ sk_err err = { 0 };
+    cas *c = NULL;
+    ASSERT_OK_ERR(cas_open(dir, &c, &err), &err);
+    const char *data = "first half|second half";
+    char expect[CAS_DIGEST_MAX] = "sha256:";
+    sha256_hex(data, strlen(data), expect + 7);
+
+    cas_writer *w = NULL;
+    ASSERT_OK(cas_writer_new(c, &w, &err));
+    ASSERT_OK(cas_writer_write(w, data, 11, &err));
+    _cleanup_free_ char *name = xstrdup(cas_writer_name(w));
+    cas_writer_close(w);
+    _cleanup_free_ char *tmp = path_join(dir, "tmp");
+    ASSERT_EQ(count_entries(tmp), 1);
+
+    /* A new process (here: a new cas) picks the file up where it ends. */
+    cas_close(c);
+    ASSERT_OK_ERR(cas_open(dir, &c, &err), &err);
+    ASSERT_OK_ERR(cas_writer_resume(c, name, &w, &err), &err);
+    ASSERT_EQ(cas_writer_size(w), 11);
+    ASSERT_OK(cas_writer_write(w, data + 11, strlen(data) - 11, &err));
+    char got[CAS_DIGEST_MAX];
+    ASSERT_OK_ERR(cas_writer_commit(w, expect, got, &err), &err);
+    ASSERT_STREQ(got, expect);
+    ASSERT_EQ(count_entries(tmp), 0);
+
+    /* Names outside the writer's pattern, and missing files, are refused. */
+    const char *bad[] = { "../blobs/sha256/x", "w-0123456789abcdeg", "w-0123", "", "/etc/passwd" };
+    for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+        ASSERT_FAIL(cas_writer_resume(c, bad[i], &w, &err));
+        ASSERT_EQ(err.code, SK_E_INVALID);
+        sk_err_done(&err);
+    }
+    ASSERT_FAIL(cas_writer_resume(c, NULL, &w, &err));
+    sk_err_done(&err);
+    ASSERT_FAIL(cas_writer_resume(c, "w-0123456789abcdef", &w, &err));
+    ASSERT_EQ(err.code, SK_E_NOT_FOUND);
+    cas_close(c);
+}
+
 TEST(cas_open_cleans_stale_tmp)
 {
     _cleanup_tmpdir_ char *dir = make_tmpdir();
