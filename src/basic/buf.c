@@ -41,6 +41,19 @@ static int reserve(sk_buf *b, size_t extra)
     return 0;
 }
 
+int sk_buf_reserve(sk_buf *b, size_t extra)
+{
+    size_t cap = b->cap ? b->cap : SIZE_MAX / 2;
+    if (extra > cap || b->len > cap - extra)
+        return -E2BIG;
+    size_t need = b->len + extra + 1;
+    if (need > b->alloc) {
+        b->data = xrealloc(b->data, need);
+        b->alloc = need;
+    }
+    return 0;
+}
+
 int sk_buf_append(sk_buf *b, const void *p, size_t n)
 {
     int r = reserve(b, n);

@@ -19,6 +19,9 @@ typedef struct sk_buf {
 void sk_buf_init(sk_buf *b, size_t cap);
 void sk_buf_done(sk_buf *b);
 void sk_buf_reset(sk_buf *b);
+/* Makes room for extra more bytes in one allocation (no doubling); fails
+ * like an append past the cap. */
+int sk_buf_reserve(sk_buf *b, size_t extra);
 int sk_buf_append(sk_buf *b, const void *p, size_t n);
 int sk_buf_puts(sk_buf *b, const char *s);
 int sk_buf_putc(sk_buf *b, char c);

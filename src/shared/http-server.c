@@ -73,8 +73,14 @@ struct http_server {
     sk_vec held; /* http_req* waiting for the hold predicate */
     unsigned port;
     bool in_callback;
-    http_req *reqs; /* live requests */
+    http_req *reqs;  /* live requests */
+    http_req *spare; /* freed requests kept for reuse (linked by next) */
+    size_t nspare;
 };
+
+/* An http_req is a few KiB (the inline header table): reusing them keeps
+ * per-request allocations small. */
+#define MAX_SPARE_REQS 64
 
 static void kv_free_all(kv *a, size_t n)
 {
@@ -160,13 +166,26 @@ static void req_free(http_req *r)
     free(r->raw_uri);
     free(r->path);
     free(r->query);
+    http_server *s = r->srv;
+    if (s->nspare < MAX_SPARE_REQS) {
+        r->next = s->spare;
+        s->spare = r;
+        s->nspare++;
+        return;
+    }
     free(r);
 }
 
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 {
     http_server *s = cls;
-    http_req *r = xcalloc(1, sizeof(*r));
+    http_req *r = s->spare;
+    if (r) {
+        s->spare = r->next;
+        s->nspare--;
+        memset(r, 0, sizeof(*r));
+    } else
+        r = xcalloc(1, sizeof(*r));
     r->srv = s;
     r->conn = conn;
     r->raw_uri = xstrdup(uri ? uri : "/");
@@ -352,8 +371,13 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         } else if (r->too_large || r->body.len + n > r->body_cap) {
             r->too_large = true;
             sk_buf_done(&r->body);
-        } else
+        } else {
+            /* One allocation for a declared length (capped above). */
+            if (!r->body.data && r->content_length != UINT64_MAX &&
+                r->content_length <= r->body_cap && r->content_length >= n)
+                sk_buf_reserve(&r->body, (size_t) r->content_length);
             sk_buf_append(&r->body, upload_data, n);
+        }
         return MHD_YES;
     }
     if (!r->complete_called && !r->responded) {
@@ -517,6 +541,11 @@ void http_server_free(http_server *s)
     for (int i = 0; i < 10; i++)
         MHD_run(s->d);
     MHD_stop_daemon(s->d);
+    while (s->spare) {
+        http_req *r = s->spare;
+        s->spare = r->next;
+        free(r);
+    }
     free(s);
 }
 
