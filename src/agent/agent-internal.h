@@ -17,6 +17,7 @@
 #include "runtime/monitor.h"
 #include "runtime/net.h"
 #include "shared/event.h"
+#include "shared/http.h"
 
 typedef enum agent_pull_behavior {
     PULL_DEFAULT,
@@ -136,7 +137,8 @@ typedef struct agent_container {
     rt_log_cursor log_committed;
     json_t *log_batch;
     uint64_t log_dropped;
-    bool log_drained; /* stopped, and its whole log was shipped (awslogs) */
+    bool log_drained;    /* stopped, and its whole log was shipped (awslogs) */
+    char tmds_token[33]; /* task metadata endpoint path token (tmds.c); "" until needed */
 } agent_container;
 
 struct agent_task {
@@ -216,6 +218,12 @@ struct agent {
     bool stopping;
     unsigned sim_index;
     sk_vec ecr_tokens; /* ecr_token*: cached registry credentials per region */
+    /* task metadata endpoint (tmds.c) */
+    uint8_t tmds_key[32];
+    uint16_t tmds_port; /* 0: disabled */
+    char *tmds_bridge_ip, *tmds_awsvpc_ip;
+    uint16_t tmds_loopback_port; /* 0: no endpoint for host-mode tasks */
+    http_server *tmds_servers[3];
 };
 
 /* An ECR authorization token for one region, and the pulls waiting for it. */
@@ -247,6 +255,13 @@ json_t *agent_task_state_json(agent_task *t);
 json_t *agent_task_report_json(agent_task *t);
 void agent_task_image_ready(agent_container *c, const char *error);
 void agent_task_cleanup(agent_task *t);
+
+/* tmds.c: the task metadata endpoint. agent_tmds_env gives a container's
+ * ECS_CONTAINER_METADATA_URI_V4 / _URI environment entries (caller frees), or
+ * false when its network mode has no endpoint. */
+int agent_tmds_start(agent *a, sk_err *err);
+const char *agent_tmds_token(agent_container *c);
+bool agent_tmds_env(agent_container *c, char **ret_v4, char **ret_v3);
 
 /* pull.c */
 void agent_pull_request(agent *a, agent_container *c);

@@ -587,6 +587,8 @@ static int agent_start(agent *a, ev_loop *loop, agent_api *api, sk_err *err)
         return -1;
     a->loop = loop;
     a->api = api;
+    if (agent_tmds_start(a, err) < 0)
+        return -1;
     a->poll_timer = ev_timer_new(loop, on_poll_timer, a);
     a->log_timer = ev_timer_new(loop, on_log_timer, a);
     a->gc_timer = ev_timer_new(loop, on_gc_timer, a);

@@ -1343,9 +1343,10 @@ static int create_container(agent_container *c, sk_err *err)
     for (size_t i = 0; i < mounts.len; i++)
         flat[i] = *(rt_mount_spec *) mounts.items[i];
     _cleanup_free_ char *cg = xasprintf("%s/%s", t->cgroup, c->runtime_id);
-    char *env[4] = { 0 };
+    char *env[5] = { 0 };
     env[0] = xasprintf("AWS_EXECUTION_ENV=%s", t->fargate ? "AWS_ECS_FARGATE" : "AWS_ECS_EC2");
     env[1] = xasprintf("ECS_CONTAINER_NAME=%s", c->name);
+    agent_tmds_env(c, &env[2], &env[3]);
     const char *pid_mode = js_str(t->td, "pidMode"), *ipc_mode = js_str(t->td, "ipcMode");
     rt_container_spec spec = {
         .container = c->def,
@@ -1368,8 +1369,8 @@ static int create_container(agent_container *c, sk_err *err)
     r = rt_bundle_config(&spec, &cfg, err);
     free(flat);
     sk_vec_done(&mounts, mount_spec_free);
-    free(env[0]);
-    free(env[1]);
+    for (size_t i = 0; env[i]; i++)
+        free(env[i]);
     const char *stopsig = js_str(img->config, "StopSignal");
     free(c->stop_signal);
     c->stop_signal = xstrdup(stopsig && *stopsig ? stopsig : "SIGTERM");

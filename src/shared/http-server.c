@@ -1,6 +1,7 @@
 #include "http.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
@@ -480,6 +481,23 @@ static unsigned int default_connection_limit(void)
     return (unsigned int) MIN(rl.rlim_cur - HTTP_FD_HEADROOM, (rlim_t) 1000000);
 }
 
+static int listen_freebind(const struct sockaddr_in *sin, int *ret)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return -errno;
+    int one = 1;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+        setsockopt(fd, SOL_IP, IP_FREEBIND, &one, sizeof(one)) < 0 ||
+        bind(fd, (const struct sockaddr *) sin, sizeof(*sin)) < 0 || listen(fd, 1024) < 0) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    *ret = fd;
+    return 0;
+}
+
 int http_server_new(ev_loop *loop, const http_server_config *cfg, http_route_fn route,
                     void *userdata, http_server **ret, sk_err *err)
 {
@@ -497,16 +515,30 @@ int http_server_new(ev_loop *loop, const http_server_config *cfg, http_route_fn 
     unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO;
     if (ss.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
+    int lfd = -1;
+    if (cfg->freebind && ss.ss_family == AF_INET) {
+        int r = listen_freebind((const struct sockaddr_in *) &ss, &lfd);
+        if (r < 0) {
+            free(s);
+            return sk_err_sys(err, r, "cannot listen on %s", cfg->listen);
+        }
+    }
+    /* MHD owns lfd from here (closed when the daemon stops). */
+    struct MHD_OptionItem where[] = {
+        lfd >= 0 ? (struct MHD_OptionItem){ MHD_OPTION_LISTEN_SOCKET, lfd, NULL }
+                 : (struct MHD_OptionItem){ MHD_OPTION_SOCK_ADDR, 0, &ss },
+        { MHD_OPTION_END, 0, NULL },
+    };
     s->d = MHD_start_daemon(
-            flags, 0, NULL, NULL, on_access, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &ss,
+            flags, 0, NULL, NULL, on_access, s, MHD_OPTION_ARRAY, where,
             MHD_OPTION_URI_LOG_CALLBACK, on_uri, s, MHD_OPTION_UNESCAPE_CALLBACK, on_unescape, s,
             MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_CONNECTION_TIMEOUT,
             (unsigned int) (cfg->connection_timeout_sec ? cfg->connection_timeout_sec : 120),
             MHD_OPTION_CONNECTION_LIMIT,
             cfg->max_connections ? cfg->max_connections : default_connection_limit(),
             MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) HTTP_CONNECTION_POOL,
-            MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int) 1, MHD_OPTION_LISTEN_BACKLOG_SIZE,
-            (unsigned int) 1024, MHD_OPTION_SIGPIPE_HANDLED_BY_APP, (int) 1, MHD_OPTION_END);
+            MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned int) 1024, MHD_OPTION_SIGPIPE_HANDLED_BY_APP,
+            (int) 1, MHD_OPTION_END);
     if (!s->d) {
         free(s);
         return sk_err_set(err, SK_E_SYSTEM, "cannot listen on %s (in use, or no permission)",

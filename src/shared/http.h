@@ -46,6 +46,7 @@ typedef struct http_server_config {
     const char *listen; /* "HOST:PORT", "[V6]:PORT" */
     unsigned connection_timeout_sec;
     unsigned max_connections;
+    bool freebind; /* IPv4: bind even if the address is not (yet) on an interface */
 } http_server_config;
 
 int http_server_new(ev_loop *loop, const http_server_config *cfg, http_route_fn route,

@@ -263,3 +263,83 @@ def test_zz_network_resources_released_after_tasks_stop(node, ecs):
     assert dports == [], "\n".join(dports)
     for p in USED["ports"]:
         assert http_port_free(p)
+
+
+# --- task metadata endpoint (TMDS v3/v4) -------------------------------------------------
+
+META = ('wget -qO /out/{m}-task "$ECS_CONTAINER_METADATA_URI_V4/task" && '
+        'wget -qO /out/{m}-self "$ECS_CONTAINER_METADATA_URI_V4" && '
+        'wget -qO /out/{m}-stats "$ECS_CONTAINER_METADATA_URI_V4/stats" && '
+        'wget -qO /out/{m}-v3 "$ECS_CONTAINER_METADATA_URI/task"; '
+        'echo $? > /out/{m}-done; echo "$ECS_CONTAINER_METADATA_URI_V4" > /out/{m}-uri; '
+        "trap 'exit 0' TERM; sleep 3600 & wait")
+
+
+@pytest.mark.parametrize("mode", ["bridge", "awsvpc", "host"])
+def test_task_metadata_endpoint(ecs, images, out, mode):
+    import json
+    c = shell("meta", images["base"], META.format(m=mode), out=out,
+              dockerLabels={"team": "skiff"})
+    side = shell("side", images["base"], "trap 'exit 0' TERM; sleep 3600 & wait", essential=False)
+    arn = run(ecs, [c, side], out=out, network_mode=mode)
+    t = wait_task(ecs, arn, "RUNNING")
+    remember(t)
+    uri = out.wait(f"{mode}-uri").strip()
+    assert re.fullmatch(r"http://[0-9.]+:\d+/v4/[0-9a-f]{32}", uri), uri
+    assert out.wait(f"{mode}-done") == "0\n", [out.read(f"{mode}-{x}") for x in ("task", "self")]
+    task = json.loads(out.read(f"{mode}-task"))
+    assert task["TaskARN"] == arn and task["Cluster"] == t["clusterArn"], task
+    assert task["Family"] + ":" + task["Revision"] == t["taskDefinitionArn"].split("/")[-1]
+    assert task["LaunchType"] == "EC2" and task["AvailabilityZone"] == t["availabilityZone"]
+    assert {x["Name"] for x in task["Containers"]} == {"meta", "side"}
+    me = json.loads(out.read(f"{mode}-self"))
+    assert me["Name"] == "meta" and me["DockerId"] == cmap(t)["meta"]["runtimeId"], me
+    assert me["ContainerARN"] == cmap(t)["meta"]["containerArn"]
+    assert me["Labels"]["team"] == "skiff"
+    assert me["Labels"]["com.amazonaws.ecs.task-arn"] == arn
+    assert me["Networks"][0]["NetworkMode"] == mode
+    # Asked from inside at once, the agent may not have seen the start yet.
+    assert me["KnownStatus"] in ("CREATED", "RUNNING") and me["Limits"]["Memory"] == 64
+    if mode == "awsvpc":
+        ip = t["attachments"][0]["details"]
+        ip = next(d["value"] for d in ip if d["name"] == "privateIPv4Address")
+        assert me["Networks"][0]["IPv4Addresses"] == [ip]
+    stats = json.loads(out.read(f"{mode}-stats"))
+    assert stats["memory_stats"]["usage"] > 0 and stats["memory_stats"]["limit"] == 64 << 20
+    assert json.loads(out.read(f"{mode}-v3"))["TaskARN"] == arn
+    # From the host: the same answers; another token, or a bad path, is refused.
+    host_uri = uri
+    assert requests.get(host_uri + "/task", timeout=5).json()["TaskARN"] == arn
+    assert requests.get(host_uri, timeout=5).json()["KnownStatus"] == "RUNNING"
+    assert "StartedAt" in requests.get(host_uri, timeout=5).json()
+    bogus = host_uri[:-32] + "0" * 32
+    assert requests.get(bogus, timeout=5).status_code == 404
+    assert requests.post(host_uri, timeout=5).status_code == 405
+    assert requests.get(host_uri + "/nope", timeout=5).status_code == 404
+    stop_and_wait(ecs, arn)
+    assert requests.get(host_uri, timeout=5).status_code in (200, 404)
+
+
+def test_task_metadata_endpoint_survives_agent_restart(node, ecs, images, out):
+    import os
+    import signal
+    c = shell("meta", images["base"],
+              'echo "$ECS_CONTAINER_METADATA_URI_V4" > /out/uri; ' + IDLE, out=out)
+    arn = run(ecs, [c], out=out)
+    remember(wait_task(ecs, arn, "RUNNING"))
+    uri = out.wait("uri").strip()
+    assert requests.get(uri, timeout=5).json()["Name"] == "meta"
+    old = node.agent_pid()
+    os.kill(old, signal.SIGKILL)
+    wait_until(lambda: (lambda p: p if p and p != old else None)(node.agent_pid()), 15, 0.1,
+               "the agent to be restarted")
+
+    def answers():
+        try:
+            r = requests.get(uri + "/task", timeout=2)
+            return r.status_code == 200 and r.json()
+        except requests.RequestException:
+            return None
+    # The restarted agent re-adopts the task and serves the same URI (same key, same token).
+    assert wait_until(answers, 20, 0.2, "the endpoint after the restart")["TaskARN"] == arn
+    stop_and_wait(ecs, arn)
