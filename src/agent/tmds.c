@@ -109,7 +109,7 @@ static agent_container *find_container(agent *a, const char *token, size_t len)
         agent_task *t = sk_omap_node_value(n);
         for (size_t i = 0; i < t->ncontainers; i++) {
             const char *tok = agent_tmds_token(t->containers[i]);
-            if (strlen(tok) == len && memcmp(tok, token, len) == 0)
+            if (strlen(tok) == len && mem_equal_ct(tok, token, len))
                 return t->containers[i];
         }
     }
