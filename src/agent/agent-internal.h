@@ -112,6 +112,7 @@ typedef struct agent_container {
     json_t *bindings;      /* networkBindings */
     json_t *host_ports;    /* dynamic + static host ports this container holds ("tcp/N") */
     char *netns;           /* bridge mode: own netns */
+    char *ip;              /* bridge mode: its address on the agent's bridge */
     bool net_attached;
     usec_t started_at; /* monotonic */
     usec_t finished_at;

@@ -141,6 +141,7 @@ static void container_free(agent_container *c)
     json_decref(c->bindings);
     json_decref(c->host_ports);
     free(c->netns);
+    free(c->ip);
     free(c->stop_signal);
     free(c->health);
     free(c->log_driver);
@@ -306,6 +307,7 @@ json_t *agent_task_state_json(agent_task *t)
         js_set(o, "bindings", c->bindings ? json_incref(c->bindings) : json_array());
         js_set(o, "hostPorts", json_incref(c->host_ports));
         js_set_str(o, "netns", c->netns);
+        js_set_str(o, "ip", c->ip);
         js_set_bool(o, "netAttached", c->net_attached);
         js_set_str(o, "health", c->health);
         js_set_bool(o, "stopSignalled", c->stop_signalled);
@@ -446,9 +448,11 @@ agent_task *agent_task_restore(agent *a, const char *dir)
         c->bindings = json_deep_copy(js_arr(o, "bindings"));
         json_decref(c->host_ports);
         c->host_ports =
-                json_deep_copy(js_arr(o, "hostPorts") ? js_arr(o, "hostPorts") : json_array());
+                js_arr(o, "hostPorts") ? json_deep_copy(js_arr(o, "hostPorts")) : json_array();
         if (js_str(o, "netns"))
             c->netns = xstrdup(js_str(o, "netns"));
+        if (js_str(o, "ip"))
+            c->ip = xstrdup(js_str(o, "ip"));
         c->net_attached = js_bool(o, "netAttached", false);
         if (js_str(o, "health"))
             c->health = xstrdup(js_str(o, "health"));
@@ -640,6 +644,8 @@ static void detach_container_network(agent_container *c)
         free(c->netns);
         c->netns = NULL;
     }
+    free(c->ip);
+    c->ip = NULL;
     release_ports(a, c);
     json_array_clear(c->host_ports);
 }
@@ -1064,6 +1070,8 @@ static int setup_container_network(agent_container *c, sk_err *err)
         if (r < 0)
             return -1;
         c->net_attached = true;
+        free(c->ip);
+        c->ip = res.ip[0] ? xstrdup(res.ip) : NULL;
         return 0;
     }
     if (streq(t->network_mode, "host")) {

@@ -203,8 +203,9 @@ static json_t *container_json(agent_container *c)
     }
     json_t *net = json_object();
     js_set_str(net, "NetworkMode", t->network_mode);
-    if (t->ip)
-        js_set(net, "IPv4Addresses", json_pack("[s]", t->ip));
+    const char *ip = c->ip ? c->ip : t->ip;
+    if (ip)
+        js_set(net, "IPv4Addresses", json_pack("[s]", ip));
     js_set(o, "Networks", json_pack("[o]", net));
     json_t *ports = json_array();
     size_t i;

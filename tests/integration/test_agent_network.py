@@ -276,7 +276,7 @@ META = ('wget -qO /out/{m}-task "$ECS_CONTAINER_METADATA_URI_V4/task" && '
 
 
 @pytest.mark.parametrize("mode", ["bridge", "awsvpc", "host"])
-def test_task_metadata_endpoint(ecs, images, out, mode):
+def test_task_metadata_endpoint(node, ecs, images, out, mode):
     import json
     c = shell("meta", images["base"], META.format(m=mode), out=out,
               dockerLabels={"team": "skiff"})
@@ -304,6 +304,11 @@ def test_task_metadata_endpoint(ecs, images, out, mode):
         ip = t["attachments"][0]["details"]
         ip = next(d["value"] for d in ip if d["name"] == "privateIPv4Address")
         assert me["Networks"][0]["IPv4Addresses"] == [ip]
+    if mode == "bridge":  # the address the container has on the agent's bridge
+        ip = me["Networks"][0]["IPv4Addresses"][0]
+        assert ipaddress.ip_address(ip) in ipaddress.ip_network(
+            derived_subnet(node.agent_data)), ip
+        assert uri.startswith(f"http://{ipaddress.ip_network(derived_subnet(node.agent_data))[1]}:")
     stats = json.loads(out.read(f"{mode}-stats"))
     assert stats["memory_stats"]["usage"] > 0 and stats["memory_stats"]["limit"] == 64 << 20
     assert json.loads(out.read(f"{mode}-v3"))["TaskARN"] == arn
