@@ -1031,8 +1031,11 @@ static int filter_collect(void *userdata, const logs_event *ev)
         return 0;
     if (!logs_filter_match(s->filter, ev->message, ev->len))
         return 0;
-    char id[24];
-    snprintf(id, sizeof(id), "%" PRId64, ev->id);
+    /* AWS's eventIds are 56 decimal digits; here the event's timestamp and its
+     * unique row id, so they are unique and order like the events. */
+    char id[64];
+    snprintf(id, sizeof(id), "%020" PRIu64 "%036" PRIu64, (uint64_t) MAX(ev->ts, 0),
+             (uint64_t) ev->id);
     json_t *o = json_object();
     js_set_str(o, "logStreamName", name);
     js_set_int(o, "timestamp", ev->ts);

@@ -593,6 +593,7 @@ def test_filter_log_events_patterns(logs):
     assert [e["timestamp"] for e in r["events"]] == sorted(e["timestamp"] for e in r["events"])
     assert "nextToken" not in r
     ids = [e["eventId"] for e in r["events"]]
+    assert all(len(i) == 56 and i.isdigit() for i in ids), ids
     assert len(set(ids)) == 8
     ev = r["events"][0]
     assert set(ev) >= {"logStreamName", "timestamp", "message", "ingestionTime", "eventId"}
