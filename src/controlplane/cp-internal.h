@@ -332,6 +332,7 @@ void cp_sched_done(cp *c);
 void cp_sched_kick(cp *c);
 CP_HANDLER(create_service);
 CP_HANDLER(update_service);
+CP_HANDLER(stop_service_deployment);
 CP_HANDLER(delete_service);
 CP_HANDLER(describe_services);
 CP_HANDLER(list_services);
@@ -346,6 +347,8 @@ void cp_svc_history_rollback(json_t *svc, const char *failed_dep, const char *ro
                              const char *target_dep, const char *reason);
 void cp_svc_history_end(json_t *svc, const char *dep, bool success, const char *reason);
 void cp_svc_history_stop_all(json_t *svc, const char *reason);
+/* The recorded status of a deployment ("ecs-svc/N" or N), or NULL if unknown. */
+const char *cp_svc_history_status(json_t *svc, const char *dep_id);
 /* The service named by the input's cluster and service members
  * (ServiceNotFoundException when absent). */
 int cp_service_load(cp *c, const aws_ctx *ctx, const json_t *in, char **ret_cluster, char **ret_key,

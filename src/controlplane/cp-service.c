@@ -574,6 +574,72 @@ CP_HANDLER(update_service)
     aws_reply(call, json_pack("{s:o}", "service", service_view(c, ctx, cluster, svc, true)));
 }
 
+/* StopServiceDeployment. ROLLBACK (the default, and the only stop type the
+ * model documents) replaces the deployment in progress with one of the last
+ * completed revision, recorded as that deployment's rollback, as the circuit
+ * breaker does. */
+CP_HANDLER(stop_service_deployment)
+{
+    cp *c = cp_of(call);
+    const aws_ctx *ctx = aws_call_ctx(call);
+    json_t *in = aws_call_input(call);
+    sk_err err = { 0 };
+    const char *arn = js_str_or(in, "serviceDeploymentArn", "");
+    const char *stop = js_str_or(in, "stopType", "ROLLBACK");
+    if (!streq(stop, "ROLLBACK")) {
+        cp_err_invalid(&err, "The stop type %s is not supported. The valid value is ROLLBACK.",
+                       stop);
+        return cp_fail(call, &err);
+    }
+    cp_arn_parts p;
+    char cluster[256], name[256], id[64];
+    _cleanup_free_ char *key = NULL;
+    _cleanup_json_ json_t *svc = NULL;
+    if (cp_arn_parse(arn, &p) == 0 && streq(p.type, "service-deployment") &&
+        streq(p.account, ctx->account) && streq(p.region, ctx->region) &&
+        sscanf(p.rest, "%255[^/]/%255[^/]/%63[^/]", cluster, name, id) == 3 &&
+        cp_name_valid(cluster, 255) && cp_name_valid(name, 255)) {
+        key = cp_key(ctx, "svc", "%s/%s", cluster, name);
+        svc = store_get_json(c->st, key);
+    }
+    const char *status = svc ? cp_svc_history_status(svc, id) : NULL;
+    if (!status) {
+        sk_err_typed(&err, SK_E_NOT_FOUND, "ServiceDeploymentNotFoundException",
+                     "The service deployment %s does not exist.", arn);
+        return cp_fail(call, &err);
+    }
+    json_t *dep = primary(svc);
+    const char *dep_id = js_str(dep, "id");
+    const char *dep_num = dep_id ? startswith(dep_id, "ecs-svc/") : NULL;
+    if (!streq(status, "IN_PROGRESS") || !streq_ptr(dep_num, id)) {
+        sk_err_typed(&err, SK_E_CONFLICT, "ConflictException",
+                     "The service deployment is %s; only a deployment in progress can be stopped.",
+                     status);
+        return cp_fail(call, &err);
+    }
+    json_t *last = js_obj(js_obj(svc, "_skiff"), "lastCompleted");
+    if (!js_str(last, "taskDefinition") || streq_ptr(js_str(last, "id"), dep_id)) {
+        sk_err_typed(&err, SK_E_CONFLICT, "ConflictException",
+                     "The service has no completed deployment to roll back to.");
+        return cp_fail(call, &err);
+    }
+    char reason[160];
+    snprintf(reason, sizeof(reason), "Service deployment stopped: rolling back to deploymentId %s.",
+             js_str_or(last, "id", "?"));
+    js_set_str(dep, "rolloutState", "FAILED");
+    js_set_str(dep, "rolloutStateReason", "Service deployment stopped.");
+    json_t *nd = new_deployment(svc, js_str(last, "taskDefinition"), NULL);
+    js_set_str(nd, "rolloutStateReason", reason);
+    push_deployment(svc, nd);
+    cp_svc_history_rollback(svc, dep_id, js_str(nd, "id"), js_str(last, "id"), reason);
+    add_event(svc, "(service %s) (deployment %s) deployment started: %s", svc_name_of(svc),
+              js_str(nd, "id"), reason);
+    if (store_put_json(c->st, key, svc, &err) < 0)
+        return cp_fail(call, &err);
+    cp_sched_kick(c);
+    aws_reply(call, json_pack("{s:s}", "serviceDeploymentArn", arn));
+}
+
 CP_HANDLER(delete_service)
 {
     cp *c = cp_of(call);

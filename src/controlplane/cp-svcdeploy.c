@@ -44,6 +44,11 @@ static json_t *entry_find(json_t *svc, const char *id)
     return NULL;
 }
 
+const char *cp_svc_history_status(json_t *svc, const char *dep_id)
+{
+    return js_str(entry_find(svc, numeric_id(dep_id)), "status");
+}
+
 static void entry_end(json_t *e, const char *status, const char *reason, usec_t now)
 {
     js_set_str(e, "status", status);

@@ -52,6 +52,7 @@ static const aws_op_binding ecs_ops[] = {
     { "RegisterTaskDefinition", cp_register_task_definition },
     { "RunTask", cp_run_task },
     { "StartTask", cp_start_task },
+    { "StopServiceDeployment", cp_stop_service_deployment },
     { "StopTask", cp_stop_task },
     { "SubmitAttachmentStateChanges", cp_submit_attachment_state_changes },
     { "SubmitContainerStateChange", cp_submit_container_state_change },

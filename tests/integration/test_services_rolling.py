@@ -494,6 +494,48 @@ def test_service_deployments_record_each_rollout(sim):
     assert r.status == 400 and r.json["__type"].endswith("ServiceNotFoundException"), r
 
 
+def test_stop_service_deployment_rolls_back(sim):
+    ecs, cl = sim.ecs, sim.cluster
+    srv = sim.fleet.server
+    fam = unique("ssd")
+    good = register_td(ecs, "busybox:1", family=fam, cpu=16, memory=16)
+    bad = register_td(ecs, "registry.local/does-not-exist:1", family=fam, cpu=16, memory=16)
+    name = create_service(ecs, cl, good, 3)
+    wait_steady(ecs, cl, name, 3, timeout=60)
+    first = wait_for(lambda: (lambda o: o[0] if o[0]["status"] == "SUCCESSFUL" else None)(
+        _deployments(sim, name)["serviceDeployments"]), 30, 0.2, "the first deployment")
+    # A completed deployment cannot be stopped.
+    r = srv.raw("StopServiceDeployment", {"serviceDeploymentArn": first["serviceDeploymentArn"]})
+    assert r.status == 400 and r.json["__type"].endswith("ConflictException"), r.json
+    # Without a circuit breaker, a deployment whose tasks never start stays in progress.
+    ecs.update_service(cluster=cl, service=name, taskDefinition=bad["taskDefinitionArn"])
+    cur = _deployments(sim, name)["serviceDeployments"][0]
+    assert cur["status"] == "IN_PROGRESS"
+    arn = cur["serviceDeploymentArn"]
+    r = srv.raw("StopServiceDeployment", {"serviceDeploymentArn": arn, "stopType": "ABORT"})
+    assert r.status == 400 and r.json["__type"].endswith("InvalidParameterException"), r.json
+    r = srv.raw("StopServiceDeployment", {"serviceDeploymentArn": arn[:-3] + "999"})
+    assert r.status == 400 and r.json["__type"].endswith("ServiceDeploymentNotFoundException")
+    assert srv.raw_ok("StopServiceDeployment", {"serviceDeploymentArn": arn}) == {
+        "serviceDeploymentArn": arn}
+
+    def rolled_back():
+        out = _deployments(sim, name)["serviceDeployments"]
+        return out if out[0]["status"] == "ROLLBACK_SUCCESSFUL" else None
+
+    out = wait_for(rolled_back, 60, 0.2, "the stopped deployment to roll back")
+    assert len(out) == 2 and out[0]["serviceDeploymentArn"] == arn
+    full = _describe_deployments(sim, [arn])["serviceDeployments"][0]
+    assert full["rollback"]["serviceRevisionArn"] == first["targetServiceRevisionArn"]
+    assert "stopped" in full["rollback"]["reason"]
+    wait_steady(ecs, cl, name, 3, timeout=60)
+    svc = describe_service(ecs, cl, name)
+    assert svc["taskDefinition"] == good["taskDefinitionArn"]
+    assert any("Service deployment stopped" in e["message"] for e in svc["events"])
+    r = srv.raw("StopServiceDeployment", {"serviceDeploymentArn": arn})
+    assert r.status == 400 and r.json["__type"].endswith("ConflictException")
+
+
 def test_service_deployment_rollback_is_recorded(sim):
     ecs, cl = sim.ecs, sim.cluster
     fam = unique("sdr")
