@@ -82,10 +82,11 @@ struct http_server {
 /* An http_req is a few KiB (the inline header table): reusing them keeps
  * per-request allocations small. Sanitizer builds free them instead, so a
  * stale pointer to a finished request still faults there. */
-#if defined(__SANITIZE_ADDRESS__)
-#define MAX_SPARE_REQS 0
-#else
 #define MAX_SPARE_REQS 64
+#if defined(__SANITIZE_ADDRESS__)
+#    define REUSE_REQS false
+#else
+#    define REUSE_REQS true
 #endif
 
 static void kv_free_all(kv *a, size_t n)
@@ -173,7 +174,7 @@ static void req_free(http_req *r)
     free(r->path);
     free(r->query);
     http_server *s = r->srv;
-    if (s->nspare < MAX_SPARE_REQS) {
+    if (REUSE_REQS && s->nspare < MAX_SPARE_REQS) {
         r->next = s->spare;
         s->spare = r;
         s->nspare++;
