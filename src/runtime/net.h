@@ -21,12 +21,13 @@
  * Generated configuration (CNI network name "skiff-<network>-<bridge>"):
  *   bridge plugin: isGateway, ipMasq, hairpinMode, host-local IPAM over the
  *     configured subnet with dataDir STATE/ipam and a default route;
- *   portmap (the "bridge" network only): capabilities.portMappings, snat.
+ *   portmap (the "bridge" network, only for an attach with port mappings):
+ *     capabilities.portMappings, snat.
  * portmap's DNAT hooks OUTPUT as well as PREROUTING (addrtype LOCAL) and sets
  * route_localnet on the bridge, so published ports answer on 127.0.0.1 and on
  * every host address, including from other containers (hairpin: masqueraded).
  * Because route_localnet would also let the bridge reach services bound to the
- * host's 127.0.0.1, ADD on "bridge" ensures one filter rule per bridge:
+ * host's 127.0.0.1, an ADD that runs portmap ensures one filter rule per bridge:
  *   INPUT -i BRIDGE -d 127.0.0.0/8 ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP
  * (comment "skiff: drop non-local 127/8 on BRIDGE"; like the bridge itself it
  * stays after the last DEL).
