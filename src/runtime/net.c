@@ -440,9 +440,12 @@ static json_t *build_conflist(const rt_net_config *cfg, const net_sel *s)
     json_t *range = json_pack("[[{s:s}]]", "subnet", s->subnet);
     json_t *ipam = json_pack("{s:s, s:o, s:[{s:s}], s:s}", "type", "host-local", "ranges", range,
                              "routes", "dst", "0.0.0.0/0", "dataDir", ipam_dir);
+    /* ipMasq off: one masquerade rule per subnet (masquerade_rule) replaces the
+     * plugin's chain per container, which costs ~15 ms per ADD and ~40 ms per
+     * DEL in iptables runs. */
     json_t *bridge =
             json_pack("{s:s, s:s, s:b, s:b, s:b, s:o}", "type", "bridge", "bridge", s->bridge,
-                      "isGateway", 1, "ipMasq", 1, "hairpinMode", 1, "ipam", ipam);
+                      "isGateway", 1, "ipMasq", 0, "hairpinMode", 1, "ipam", ipam);
     json_t *plugins = json_array();
     json_array_append_new(plugins, bridge);
     if (s->portmap)
@@ -664,6 +667,27 @@ static int localnet_guard(const net_sel *s, sk_err *err)
     return 0;
 }
 
+/* Outbound NAT for a network, as Docker does it: one rule per subnet,
+ *   nat POSTROUTING -s SUBNET ! -d SUBNET -j MASQUERADE
+ * (comment "skiff: masquerade SUBNET"), checked on every ADD and kept like
+ * the bridge itself. */
+static int masquerade_rule(const net_sel *s, sk_err *err)
+{
+    _cleanup_free_ char *comment = xasprintf("skiff: masquerade %s", s->subnet);
+#define MASQ_RULE                                                                                \
+    "POSTROUTING", "-s", s->subnet, "!", "-d", s->subnet, "-m", "comment", "--comment", comment, \
+            "-j", "MASQUERADE", NULL
+    const char *const check[] = { "iptables", "-w", "-t", "nat", "-C", MASQ_RULE };
+    const char *const append[] = { "iptables", "-w", "-t", "nat", "-A", MASQ_RULE };
+#undef MASQ_RULE
+    if (run_iptables(s, check) == 0)
+        return 0;
+    if (run_iptables(s, append) != 0)
+        return sk_err_set(err, SK_E_SYSTEM, "iptables: cannot add the masquerade rule for %s",
+                          s->subnet);
+    return 0;
+}
+
 static int chain_del(const net_sel *s, const json_t *conflist, const char *id, const char *netns,
                      const json_t *prev, const json_t *ports, sk_err *err)
 {
@@ -720,6 +744,10 @@ int rt_cni_add(const rt_net_config *cfg, const char *network, const char *id,
     if (cache_write(cpath, cache, err) < 0)
         return -1;
 
+    if (masquerade_rule(&s, err) < 0) {
+        unlink(cpath);
+        return sk_err_wrap(err, "attach '%s' to %s", id, s.kind);
+    }
     _cleanup_json_ json_t *prev = NULL;
     const json_t *plugins = js_arr(conflist, "plugins");
     for (size_t i = 0; i < json_array_size(plugins); i++) {

@@ -19,8 +19,11 @@
  * SIGCHLD to SIG_IGN (blocking it for a signalfd is fine).
  *
  * Generated configuration (CNI network name "skiff-<network>-<bridge>"):
- *   bridge plugin: isGateway, ipMasq, hairpinMode, host-local IPAM over the
- *     configured subnet with dataDir STATE/ipam and a default route;
+ *   bridge plugin: isGateway, hairpinMode, host-local IPAM over the
+ *     configured subnet with dataDir STATE/ipam and a default route; ipMasq
+ *     is off: ADD ensures one rule per subnet instead,
+ *       nat POSTROUTING -s SUBNET ! -d SUBNET -j MASQUERADE
+ *     (comment "skiff: masquerade SUBNET"), kept like the bridge;
  *   portmap (the "bridge" network, only for an attach with port mappings):
  *     capabilities.portMappings, snat.
  * portmap's DNAT hooks OUTPUT as well as PREROUTING (addrtype LOCAL) and sets

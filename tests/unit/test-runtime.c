@@ -555,9 +555,15 @@ TEST(cni_fake_chain)
     write_str(bin, "bridge", fake_plugin);
     write_str(bin, "portmap", fake_plugin);
     write_str(bin, "result.json", cni_result);
+    /* iptables: logs its arguments; a check (-C) finds nothing. */
+    write_str(bin, "iptables",
+              "#!/bin/sh\necho \"$*\" >> \"$(dirname \"$0\")/iptables.log\"\n"
+              "case \" $* \" in *\" -C \"*) exit 1;; esac\nexit 0\n");
     _cleanup_free_ char *pb = path_join(bin, "bridge"), *pp = path_join(bin, "portmap");
+    _cleanup_free_ char *pi = path_join(bin, "iptables");
     ASSERT_OK(chmod(pb, 0755));
     ASSERT_OK(chmod(pp, 0755));
+    ASSERT_OK(chmod(pi, 0755));
     rt_net_config cfg = {
         .cni_bin_dir = bin,
         .state_dir = state,
@@ -565,7 +571,7 @@ TEST(cni_fake_chain)
         .bridge_subnet = "10.250.9.0/24",
         .awsvpc_bridge = "skfake1",
         .awsvpc_subnet = "10.250.10.0/24",
-        .iptables_path = "/bin/true",
+        .iptables_path = pi,
     };
     /* Any network namespace file will do for fake plugins. */
     const char *ns = "/proc/self/ns/net";
@@ -594,7 +600,7 @@ TEST(cni_fake_chain)
     ASSERT_STREQ(json_string_value(json_object_get(jb, "cniVersion")), "1.0.0");
     ASSERT_STREQ(json_string_value(json_object_get(jb, "bridge")), "skfake0");
     ASSERT_TRUE(json_is_true(json_object_get(jb, "isGateway")));
-    ASSERT_TRUE(json_is_true(json_object_get(jb, "ipMasq")));
+    ASSERT_TRUE(json_is_false(json_object_get(jb, "ipMasq")));
     ASSERT_TRUE(json_is_true(json_object_get(jb, "hairpinMode")));
     ASSERT_NULL(json_object_get(jb, "prevResult"));
     json_t *ipam = json_object_get(jb, "ipam");
@@ -612,6 +618,12 @@ TEST(cni_fake_chain)
     ASSERT_NULL(json_object_get(jb, "runtimeConfig"));
     _cleanup_free_ char *cache = path_join(state, "cni/bridge-c1.json");
     ASSERT_TRUE(path_exists(cache));
+    /* One masquerade rule for the subnet instead of the plugin's ipMasq. */
+    _cleanup_free_ char *ipt = read_str(bin, "iptables.log");
+    ASSERT_NOT_NULL(strstr(ipt, "-w -t nat -C POSTROUTING -s 10.250.9.0/24 ! -d 10.250.9.0/24 -m "
+                                "comment --comment skiff: masquerade 10.250.9.0/24 -j MASQUERADE"));
+    ASSERT_NOT_NULL(strstr(ipt, "-w -t nat -A POSTROUTING -s 10.250.9.0/24 ! -d 10.250.9.0/24"));
+    ASSERT_NOT_NULL(strstr(ipt, "-w -t filter -I INPUT -i skfake0 -d 127.0.0.0/8"));
 
     /* DEL: reverse order, cached result and mappings. */
     _cleanup_free_ char *callsp = path_join(bin, "calls.log");
@@ -663,6 +675,22 @@ TEST(cni_fake_chain)
     ASSERT_NOT_NULL(strstr(in_a, "\"bridge\":\"skfake1\""));
     ASSERT_NOT_NULL(strstr(in_a, "\"name\":\"skiff-awsvpc-skfake1\""));
     ASSERT_OK_ERR(rt_cni_del(&cfg, "awsvpc", "t1", ns, &err), &err);
+
+    /* bridge without port mappings: no portmap, on ADD or on DEL, and no
+     * 127/8 guard (nothing sets route_localnet). */
+    unlink(callsp);
+    _cleanup_free_ char *iptlog = path_join(bin, "iptables.log");
+    unlink(iptlog);
+    ASSERT_OK_ERR(rt_cni_add(&cfg, "bridge", "c4", ns, NULL, 0, &r, &err), &err);
+    ASSERT_OK_ERR(rt_cni_del(&cfg, "bridge", "c4", ns, &err), &err);
+    free(calls);
+    calls = read_str(bin, "calls.log");
+    free(want);
+    want = xasprintf("bridge ADD c4 %s eth0 %s\nbridge DEL c4 %s eth0 %s\n", ns, bin, ns, bin);
+    ASSERT_STREQ(calls, want);
+    _cleanup_free_ char *ipt4 = read_str(bin, "iptables.log");
+    ASSERT_NULL(strstr(ipt4, "INPUT"));
+    ASSERT_NOT_NULL(strstr(ipt4, "MASQUERADE"));
     rm_rf(d);
 }
 
