@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -212,7 +213,13 @@ class Agent:
             rules = subprocess.run(["iptables-save"], capture_output=True,
                                    text=True).stdout.splitlines()
             net = subnet.rsplit(".", 1)[0] + "."
-            n = sum(1 for r in rules if net in r)
+            # The subnet's masquerade rule stays by design, like the bridge
+            # (removed above): remove it quietly too.
+            for r in rules:
+                if net in r and "skiff: masquerade" in r and r.startswith("-A "):
+                    subprocess.run(["iptables", "-t", "nat", "-D"] + shlex.split(r[3:]),
+                                   capture_output=True)
+            n = sum(1 for r in rules if net in r and "skiff: masquerade" not in r)
             if n:
                 leftovers.append("%d iptables rule(s) mentioning %s (not removed)" % (n, subnet))
         return leftovers
