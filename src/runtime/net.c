@@ -669,10 +669,15 @@ static int localnet_guard(const net_sel *s, sk_err *err)
 
 /* Outbound NAT for a network, as Docker does it: one rule per subnet,
  *   nat POSTROUTING -s SUBNET ! -d SUBNET -j MASQUERADE
- * (comment "skiff: masquerade SUBNET"), checked on every ADD and kept like
- * the bridge itself. */
+ * (comment "skiff: masquerade SUBNET"), kept like the bridge itself. It is
+ * checked on the first ADD of each subnet in this process (a process that
+ * starts again checks again, as Docker does when it restarts). */
 static int masquerade_rule(const net_sel *s, sk_err *err)
 {
+    static char ensured[4][32];
+    for (size_t i = 0; i < ELEMENTSOF(ensured); i++)
+        if (streq(ensured[i], s->subnet))
+            return 0;
     _cleanup_free_ char *comment = xasprintf("skiff: masquerade %s", s->subnet);
 #define MASQ_RULE                                                                                \
     "POSTROUTING", "-s", s->subnet, "!", "-d", s->subnet, "-m", "comment", "--comment", comment, \
@@ -680,11 +685,14 @@ static int masquerade_rule(const net_sel *s, sk_err *err)
     const char *const check[] = { "iptables", "-w", "-t", "nat", "-C", MASQ_RULE };
     const char *const append[] = { "iptables", "-w", "-t", "nat", "-A", MASQ_RULE };
 #undef MASQ_RULE
-    if (run_iptables(s, check) == 0)
-        return 0;
-    if (run_iptables(s, append) != 0)
+    if (run_iptables(s, check) != 0 && run_iptables(s, append) != 0)
         return sk_err_set(err, SK_E_SYSTEM, "iptables: cannot add the masquerade rule for %s",
                           s->subnet);
+    for (size_t i = 0; i < ELEMENTSOF(ensured); i++)
+        if (!ensured[i][0]) {
+            strlcpy_s(ensured[i], s->subnet, sizeof(ensured[i]));
+            break;
+        }
     return 0;
 }
 

@@ -21,7 +21,7 @@
  * Generated configuration (CNI network name "skiff-<network>-<bridge>"):
  *   bridge plugin: isGateway, hairpinMode, host-local IPAM over the
  *     configured subnet with dataDir STATE/ipam and a default route; ipMasq
- *     is off: ADD ensures one rule per subnet instead,
+ *     is off: the first ADD on a subnet in a process ensures one rule instead,
  *       nat POSTROUTING -s SUBNET ! -d SUBNET -j MASQUERADE
  *     (comment "skiff: masquerade SUBNET"), kept like the bridge;
  *   portmap (the "bridge" network, only for an attach with port mappings):

@@ -676,7 +676,7 @@ TEST(cni_fake_chain)
     ASSERT_NOT_NULL(strstr(in_a, "\"name\":\"skiff-awsvpc-skfake1\""));
     ASSERT_OK_ERR(rt_cni_del(&cfg, "awsvpc", "t1", ns, &err), &err);
 
-    /* bridge without port mappings: no portmap, on ADD or on DEL, and no
+    /* bridge without port mappings: no portmap, on ADD or on DEL, and so no
      * 127/8 guard (nothing sets route_localnet). */
     unlink(callsp);
     _cleanup_free_ char *iptlog = path_join(bin, "iptables.log");
@@ -688,9 +688,10 @@ TEST(cni_fake_chain)
     free(want);
     want = xasprintf("bridge ADD c4 %s eth0 %s\nbridge DEL c4 %s eth0 %s\n", ns, bin, ns, bin);
     ASSERT_STREQ(calls, want);
+    /* No iptables run at all: the subnet's masquerade rule was ensured by
+     * this process's first ADD. */
     _cleanup_free_ char *ipt4 = read_str(bin, "iptables.log");
-    ASSERT_NULL(strstr(ipt4, "INPUT"));
-    ASSERT_NOT_NULL(strstr(ipt4, "MASQUERADE"));
+    ASSERT_STREQ(ipt4, "");
     rm_rf(d);
 }
 
