@@ -70,6 +70,9 @@ struct reg_registry {
 
 /* --- keys and metadata (reg-meta.c) --- */
 char *reg_key(const reg_ns *ns, const char *kind, const char *fmt, ...) _printf_(3, 4);
+/* The inverse of reg_key for one kind: the suffix after
+ * "ecr/<account>/<region>/<kind>/", filling ns; NULL for other keys. */
+const char *reg_key_split(const char *key, const char *kind, reg_ns *ret_ns);
 json_t *reg_repo_get(reg_registry *r, const reg_ns *ns, const char *repo);
 bool reg_blob_linked(reg_registry *r, const reg_ns *ns, const char *repo, const char *digest,
                      uint64_t *ret_size);

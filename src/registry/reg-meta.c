@@ -19,6 +19,21 @@ char *reg_key(const reg_ns *ns, const char *kind, const char *fmt, ...)
     return xasprintf("ecr/%s/%s/%s/%s", ns->account, ns->region, kind, suffix);
 }
 
+const char *reg_key_split(const char *key, const char *kind, reg_ns *ret_ns)
+{
+    const char *p = startswith(key, "ecr/");
+    const char *s1 = p ? strchr(p, '/') : NULL;
+    const char *s2 = s1 ? strchr(s1 + 1, '/') : NULL;
+    const char *k = s2 ? startswith(s2 + 1, kind) : NULL;
+    const char *rest = k && *k == '/' ? k + 1 : NULL;
+    if (!rest || (size_t) (s1 - p) != REG_ACCOUNT_LEN || (size_t) (s2 - s1 - 1) > REG_REGION_MAX)
+        return NULL;
+    *ret_ns = (reg_ns){ 0 };
+    memcpy(ret_ns->account, p, REG_ACCOUNT_LEN);
+    memcpy(ret_ns->region, s1 + 1, (size_t) (s2 - s1 - 1));
+    return rest;
+}
+
 json_t *reg_repo_get(reg_registry *r, const reg_ns *ns, const char *repo)
 {
     _cleanup_free_ char *k = reg_key(ns, "repo", "%s", repo);

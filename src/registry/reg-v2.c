@@ -302,18 +302,14 @@ reg_upload *reg_upload_new(reg_registry *r, const reg_ns *ns, const char *repo, 
 static bool load_upload(const store_kv *kv, void *userdata)
 {
     reg_registry *r = userdata;
-    /* ecr/<acct>/<region>/upload/<id> */
-    const char *p = kv->key + 4;
-    const char *s1 = strchr(p, '/');
-    const char *s2 = s1 ? strchr(s1 + 1, '/') : NULL;
-    const char *id = s2 ? startswith(s2 + 1, "upload/") : NULL;
-    if (!id || (size_t) (s1 - p) != REG_ACCOUNT_LEN || (size_t) (s2 - s1 - 1) > REG_REGION_MAX)
+    reg_ns ns;
+    const char *id = reg_key_split(kv->key, "upload", &ns);
+    if (!id)
         return true;
     _cleanup_json_ json_t *v = json_loadb(kv->value, kv->len, 0, NULL);
     const char *repo = js_str(v, "repo");
     reg_upload *u = xcalloc(1, sizeof(*u));
-    memcpy(u->ns.account, p, REG_ACCOUNT_LEN);
-    memcpy(u->ns.region, s1 + 1, (size_t) (s2 - s1 - 1));
+    u->ns = ns;
     _cleanup_err_ sk_err err = { 0 };
     if (strlen(id) >= sizeof(u->id) || !repo || strlen(repo) >= sizeof(u->repo) ||
         cas_writer_resume(r->cas, js_str(v, "file"), &u->w, &err) < 0) {

@@ -137,19 +137,15 @@ typedef struct lc_job {
 static bool collect_lc(const store_kv *kv, void *userdata)
 {
     sk_vec *jobs = userdata;
-    /* ecr/<acct>/<region>/lifecycle/<repo> */
-    const char *p = kv->key + 4;
-    const char *s1 = strchr(p, '/');
-    const char *s2 = s1 ? strchr(s1 + 1, '/') : NULL;
-    const char *repo = s2 ? startswith(s2 + 1, "lifecycle/") : NULL;
-    if (!repo || (size_t) (s1 - p) != REG_ACCOUNT_LEN || (size_t) (s2 - s1 - 1) > REG_REGION_MAX)
+    reg_ns ns;
+    const char *repo = reg_key_split(kv->key, "lifecycle", &ns);
+    if (!repo)
         return true;
     _cleanup_json_ json_t *v = json_loadb(kv->value, kv->len, 0, NULL);
     if (!js_str(v, "text"))
         return true;
     lc_job *j = xcalloc(1, sizeof(*j));
-    memcpy(j->ns.account, p, REG_ACCOUNT_LEN);
-    memcpy(j->ns.region, s1 + 1, (size_t) (s2 - s1 - 1));
+    j->ns = ns;
     j->repo = xstrdup(repo);
     j->key = xstrdup(kv->key);
     j->text = xstrdup(js_str(v, "text"));
