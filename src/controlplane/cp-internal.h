@@ -347,6 +347,13 @@ void cp_svc_history_rollback(json_t *svc, const char *failed_dep, const char *ro
                              const char *target_dep, const char *reason);
 void cp_svc_history_end(json_t *svc, const char *dep, bool success, const char *reason);
 void cp_svc_history_stop_all(json_t *svc, const char *reason);
+/* The service document named by a service-deployment or service-revision ARN
+ * (kind "service-deployment" / "service-revision") of this account and region,
+ * with the ARN's trailing id; NULL when it names nothing. ret_key (optional)
+ * receives the service's store key. */
+#define CP_SVC_CHILD_ID_MAX 64
+json_t *cp_svc_child_load(cp *c, const aws_ctx *ctx, const char *arn, const char *kind,
+                          char **ret_key, char ret_id[CP_SVC_CHILD_ID_MAX]);
 /* The recorded status of a deployment ("ecs-svc/N" or N), or NULL if unknown. */
 const char *cp_svc_history_status(json_t *svc, const char *dep_id);
 /* The service named by the input's cluster and service members

@@ -236,6 +236,18 @@ static void push_deployment(json_t *svc, json_t *d)
     js_set(internal, "throttleUntil", NULL);
 }
 
+/* Replaces the failing deployment dep with one of the last completed revision;
+ * the rollback is recorded in dep's history entry. */
+static void start_rollback(json_t *svc, const json_t *dep, const json_t *last, const char *reason)
+{
+    json_t *nd = new_deployment(svc, js_str(last, "taskDefinition"), NULL);
+    js_set_str(nd, "rolloutStateReason", reason);
+    push_deployment(svc, nd);
+    cp_svc_history_rollback(svc, js_str(dep, "id"), js_str(nd, "id"), js_str(last, "id"), reason);
+    add_event(svc, "(service %s) (deployment %s) deployment started: %s", svc_name_of(svc),
+              js_str(nd, "id"), reason);
+}
+
 /* --- validation shared by create and update --- */
 
 static int validate_deployment_config(json_t *dc, bool daemon, sk_err *err)
@@ -591,17 +603,9 @@ CP_HANDLER(stop_service_deployment)
                        stop);
         return cp_fail(call, &err);
     }
-    cp_arn_parts p;
-    char cluster[256], name[256], id[64];
+    char id[CP_SVC_CHILD_ID_MAX];
     _cleanup_free_ char *key = NULL;
-    _cleanup_json_ json_t *svc = NULL;
-    if (cp_arn_parse(arn, &p) == 0 && streq(p.type, "service-deployment") &&
-        streq(p.account, ctx->account) && streq(p.region, ctx->region) &&
-        sscanf(p.rest, "%255[^/]/%255[^/]/%63[^/]", cluster, name, id) == 3 &&
-        cp_name_valid(cluster, 255) && cp_name_valid(name, 255)) {
-        key = cp_key(ctx, "svc", "%s/%s", cluster, name);
-        svc = store_get_json(c->st, key);
-    }
+    _cleanup_json_ json_t *svc = cp_svc_child_load(c, ctx, arn, "service-deployment", &key, id);
     const char *status = svc ? cp_svc_history_status(svc, id) : NULL;
     if (!status) {
         sk_err_typed(&err, SK_E_NOT_FOUND, "ServiceDeploymentNotFoundException",
@@ -628,12 +632,7 @@ CP_HANDLER(stop_service_deployment)
              js_str_or(last, "id", "?"));
     js_set_str(dep, "rolloutState", "FAILED");
     js_set_str(dep, "rolloutStateReason", "Service deployment stopped.");
-    json_t *nd = new_deployment(svc, js_str(last, "taskDefinition"), NULL);
-    js_set_str(nd, "rolloutStateReason", reason);
-    push_deployment(svc, nd);
-    cp_svc_history_rollback(svc, dep_id, js_str(nd, "id"), js_str(last, "id"), reason);
-    add_event(svc, "(service %s) (deployment %s) deployment started: %s", svc_name_of(svc),
-              js_str(nd, "id"), reason);
+    start_rollback(svc, dep, last, reason);
     if (store_put_json(c->st, key, svc, &err) < 0)
         return cp_fail(call, &err);
     cp_sched_kick(c);
@@ -1055,13 +1054,7 @@ static void apply_notes(sched_ctx *s, const sk_vec *notes)
                         snprintf(reason, sizeof(reason),
                                  "ECS deployment circuit breaker: rolling back to deploymentId %s.",
                                  js_str_or(last, "id", "?"));
-                        json_t *nd = new_deployment(s->svc, js_str(last, "taskDefinition"), NULL);
-                        js_set_str(nd, "rolloutStateReason", reason);
-                        push_deployment(s->svc, nd);
-                        cp_svc_history_rollback(s->svc, js_str(dep, "id"), js_str(nd, "id"),
-                                                js_str(last, "id"), reason);
-                        add_event(s->svc, "(service %s) (deployment %s) deployment started: %s",
-                                  svc_name_of(s->svc), js_str(nd, "id"), reason);
+                        start_rollback(s->svc, dep, last, reason);
                     }
                 }
             }

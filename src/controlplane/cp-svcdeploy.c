@@ -344,6 +344,25 @@ CP_HANDLER(list_service_deployments)
     aws_reply(call, out);
 }
 
+json_t *cp_svc_child_load(cp *c, const aws_ctx *ctx, const char *arn, const char *kind,
+                          char **ret_key, char ret_id[CP_SVC_CHILD_ID_MAX])
+{
+    cp_arn_parts p;
+    char cluster[256], name[256];
+    if (!arn || cp_arn_parse(arn, &p) < 0 || !streq(p.type, kind) ||
+        !streq(p.account, ctx->account) || !streq(p.region, ctx->region) ||
+        sscanf(p.rest, "%255[^/]/%255[^/]/%63[^/]", cluster, name, ret_id) != 3 ||
+        !cp_name_valid(cluster, 255) || !cp_name_valid(name, 255))
+        return NULL;
+    char *key = cp_key(ctx, "svc", "%s/%s", cluster, name);
+    json_t *doc = store_get_json(c->st, key);
+    if (doc && ret_key)
+        *ret_key = key;
+    else
+        free(key);
+    return doc;
+}
+
 /* Resolves ARNs of the given kind to (service document, history entry). */
 static void describe_children(aws_call *call, const char *member, const char *kind,
                               const char *out_member,
@@ -362,16 +381,8 @@ static void describe_children(aws_call *call, const char *member, const char *ki
     json_t *a;
     json_array_foreach(arns, i, a) {
         const char *arn = json_string_value(a);
-        cp_arn_parts p;
-        char cluster[256], name[256], id[64];
-        json_t *doc = NULL;
-        if (arn && cp_arn_parse(arn, &p) == 0 && streq(p.type, kind) &&
-            streq(p.account, ctx->account) && streq(p.region, ctx->region) &&
-            sscanf(p.rest, "%255[^/]/%255[^/]/%63[^/]", cluster, name, id) == 3 &&
-            cp_name_valid(cluster, 255) && cp_name_valid(name, 255)) {
-            _cleanup_free_ char *key = cp_key(ctx, "svc", "%s/%s", cluster, name);
-            doc = store_get_json(c->st, key);
-        }
+        char id[CP_SVC_CHILD_ID_MAX];
+        json_t *doc = cp_svc_child_load(c, ctx, arn, kind, NULL, id);
         json_t *e = doc ? entry_find(doc, id) : NULL;
         if (e)
             json_array_append_new(found, view(doc, e));
