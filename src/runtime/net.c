@@ -644,6 +644,22 @@ static void ipmasq_cleanup(const net_sel *s, const char *id, const char *ip)
     (void) run_iptables(s, remove);
 }
 
+/* Adds rule (NULL-terminated, without table and operation) to table with
+ * add_op ("-I" or "-A") unless `iptables -C` finds it; false on failure. */
+static bool iptables_ensure(const net_sel *s, const char *table, const char *add_op,
+                            const char *const *rule)
+{
+    const char *argv[32] = { "iptables", "-w", "-t", table, "-C" };
+    size_t n = 5;
+    for (size_t i = 0; rule[i] && n < ELEMENTSOF(argv) - 1; i++)
+        argv[n++] = rule[i];
+    argv[n] = NULL;
+    if (run_iptables(s, argv) == 0)
+        return true;
+    argv[4] = add_op;
+    return run_iptables(s, argv) == 0;
+}
+
 /* portmap sets route_localnet on the bridge so that 127.0.0.1:HOSTPORT can be
  * DNATed to a container. That also lets anything on the bridge (a container
  * with CAP_NET_RAW or its own routes) reach services bound to the host's
@@ -653,15 +669,13 @@ static void ipmasq_cleanup(const net_sel *s, const char *id, const char *ip)
 static int localnet_guard(const net_sel *s, sk_err *err)
 {
     _cleanup_free_ char *comment = xasprintf("skiff: drop non-local 127/8 on %s", s->bridge);
-#define GUARD_RULE                                                                      \
-    "INPUT", "-i", s->bridge, "-d", "127.0.0.0/8", "-m", "conntrack", "!", "--ctstate", \
-            "RELATED,ESTABLISHED,DNAT", "-m", "comment", "--comment", comment, "-j", "DROP", NULL
-    const char *const check[] = { "iptables", "-w", "-t", "filter", "-C", GUARD_RULE };
-    const char *const insert[] = { "iptables", "-w", "-t", "filter", "-I", GUARD_RULE };
-#undef GUARD_RULE
-    if (run_iptables(s, check) == 0)
-        return 0;
-    if (run_iptables(s, insert) != 0)
+    const char *const rule[] = {
+        "INPUT", "-i",        s->bridge,   "-d",        "127.0.0.0/8",
+        "-m",    "conntrack", "!",         "--ctstate", "RELATED,ESTABLISHED,DNAT",
+        "-m",    "comment",   "--comment", comment,     "-j",
+        "DROP",  NULL
+    };
+    if (!iptables_ensure(s, "filter", "-I", rule))
         return sk_err_set(err, SK_E_SYSTEM, "iptables: cannot add the 127/8 guard for '%s'",
                           s->bridge);
     return 0;
@@ -679,13 +693,10 @@ static int masquerade_rule(const net_sel *s, sk_err *err)
         if (streq(ensured[i], s->subnet))
             return 0;
     _cleanup_free_ char *comment = xasprintf("skiff: masquerade %s", s->subnet);
-#define MASQ_RULE                                                                                \
-    "POSTROUTING", "-s", s->subnet, "!", "-d", s->subnet, "-m", "comment", "--comment", comment, \
-            "-j", "MASQUERADE", NULL
-    const char *const check[] = { "iptables", "-w", "-t", "nat", "-C", MASQ_RULE };
-    const char *const append[] = { "iptables", "-w", "-t", "nat", "-A", MASQ_RULE };
-#undef MASQ_RULE
-    if (run_iptables(s, check) != 0 && run_iptables(s, append) != 0)
+    const char *const rule[] = { "POSTROUTING", "-s",         s->subnet, "!",         "-d",
+                                 s->subnet,     "-m",         "comment", "--comment", comment,
+                                 "-j",          "MASQUERADE", NULL };
+    if (!iptables_ensure(s, "nat", "-A", rule))
         return sk_err_set(err, SK_E_SYSTEM, "iptables: cannot add the masquerade rule for %s",
                           s->subnet);
     for (size_t i = 0; i < ELEMENTSOF(ensured); i++)
