@@ -40,15 +40,20 @@ struct cas_writer {
     uint64_t size;
 };
 
-bool cas_digest_valid(const char *digest)
+/* s is exactly n lower-case hex digits. */
+static bool lower_hex(const char *s, size_t n)
 {
-    const char *hex = digest ? startswith(digest, "sha256:") : NULL;
-    if (!hex || strlen(hex) != SHA256_HEX_LEN)
+    if (!s || strlen(s) != n)
         return false;
-    for (const char *p = hex; *p; p++)
+    for (const char *p = s; *p; p++)
         if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
             return false;
     return true;
+}
+
+bool cas_digest_valid(const char *digest)
+{
+    return lower_hex(digest ? startswith(digest, "sha256:") : NULL, SHA256_HEX_LEN);
 }
 
 static int open_dir_at(int at, const char *path, int *ret)
@@ -286,20 +291,9 @@ void cas_writer_close(cas_writer *w)
     free(w);
 }
 
-static bool temp_name_valid(const char *name)
-{
-    const char *hex = startswith(name, "w-");
-    if (!hex || strlen(hex) != 16)
-        return false;
-    for (const char *p = hex; *p; p++)
-        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
-            return false;
-    return true;
-}
-
 int cas_writer_resume(cas *c, const char *name, cas_writer **ret, sk_err *err)
 {
-    if (!name || !temp_name_valid(name))
+    if (!name || !lower_hex(startswith(name, "w-"), 16))
         return sk_err_set(err, SK_E_INVALID, "invalid staged upload name '%.64s'",
                           name ? name : "");
     _cleanup_close_ int fd = openat(c->tmp_fd, name, O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
